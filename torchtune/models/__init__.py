@@ -1,0 +1,1 @@
+"""Model families. Each ``models/<family>/`` exposes component builders, model builders and tokenizers."""

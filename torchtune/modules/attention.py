@@ -1,0 +1,164 @@
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from torchtune.modules.attention_utils import _MaskType
+from torchtune.modules.kv_cache import KVCache
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention with grouped keys/values (MHA, GQA and MQA).
+
+    ``num_kv_heads == num_heads`` is MHA, ``1`` is MQA, anything between is GQA
+    (Ainslie et al., 2023). The attention itself is
+    ``torch.nn.functional.scaled_dot_product_attention``, so the fused kernels of the
+    current device are used. Projections, positional embeddings, q/k norms and the cache are
+    passed in, so LoRA or quantised layers are swapped in by a builder.
+
+    Args:
+        embed_dim (int): model dimension ``d``.
+        num_heads (int): query heads.
+        num_kv_heads (int): key/value heads; must divide ``num_heads``.
+        head_dim (int): per-head size.
+        q_proj (nn.Module): ``[b, s, d] -> [b, s, num_heads * head_dim]``.
+        k_proj (nn.Module): ``[b, s, d] -> [b, s, num_kv_heads * head_dim]``.
+        v_proj (nn.Module): ``[b, s, d] -> [b, s, num_kv_heads * head_dim]``.
+        output_proj (nn.Module): ``[b, s, num_heads * head_dim] -> [b, s, d]``.
+        pos_embeddings (Optional[nn.Module]): applied to q and k as ``[b, s, n_h, h_d]`` with ``input_pos``.
+        q_norm (Optional[nn.Module]): per-head norm of the queries.
+        k_norm (Optional[nn.Module]): per-head norm of the keys.
+        kv_cache (Optional[KVCache]): cache used while ``cache_enabled``.
+        max_seq_len (int): longest sequence; also the cache length by default. Default 4096.
+        is_causal (bool): causal self-attention when no mask is given. Default True.
+        attn_dropout (float): dropout on attention weights during training. Default 0.0.
+
+    Raises:
+        ValueError: if ``num_heads`` is not divisible by ``num_kv_heads``, ``embed_dim`` not by
+            ``num_heads``, or ``attn_dropout`` is outside ``[0, 1]``.
+    """
+
+    def __init__(
+        self,
+        *,
+        embed_dim: int,
+        num_heads: int,
+        num_kv_heads: int,
+        head_dim: int,
+        q_proj: nn.Module,
+        k_proj: nn.Module,
+        v_proj: nn.Module,
+        output_proj: nn.Module,
+        pos_embeddings: Optional[nn.Module] = None,
+        q_norm: Optional[nn.Module] = None,
+        k_norm: Optional[nn.Module] = None,
+        kv_cache: Optional[KVCache] = None,
+        max_seq_len: int = 4096,
+        is_causal: bool = True,
+        attn_dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if num_heads % num_kv_heads != 0:
+            raise ValueError(
+                f"num_heads ({num_heads}) must be divisible by num_kv_heads ({num_kv_heads})"
+            )
+        if embed_dim % num_heads != 0:
+            raise ValueError(f"embed_dim ({embed_dim}) must be divisible by num_heads ({num_heads})")
+        if not 0.0 <= attn_dropout <= 1.0:
+            raise ValueError(f"attn_dropout ({attn_dropout}) must be between 0.0 and 1.0")
+        if (q_norm is None) != (k_norm is None):
+            raise ValueError("q_norm and k_norm must be given together")
+        self.embed_dim = embed_dim
+        self.num_heads = num_heads
+        self.num_kv_heads = num_kv_heads
+        self.head_dim = head_dim
+        self.max_seq_len = max_seq_len
+        self.is_causal = is_causal
+        self.attn_dropout = attn_dropout
+        self.q_proj = q_proj
+        self.k_proj = k_proj
+        self.v_proj = v_proj
+        self.output_proj = output_proj
+        self.pos_embeddings = pos_embeddings
+        self.q_norm = q_norm
+        self.k_norm = k_norm
+        self.kv_cache = kv_cache
+        self.cache_enabled = False
+
+    def setup_cache(self, batch_size: int, dtype: torch.dtype, max_seq_len: int) -> None:
+        """Create the KV cache (a no-op if one exists).
+
+        Args:
+            batch_size (int): largest batch to decode.
+            dtype (torch.dtype): cache dtype.
+            max_seq_len (int): number of positions to cache.
+        """
+        if self.kv_cache is None:
+            device = next(self.parameters()).device if any(True for _ in self.parameters()) else None
+            self.kv_cache = KVCache(batch_size, max_seq_len, self.num_kv_heads, self.head_dim, dtype)
+            if device is not None:
+                self.kv_cache.to(device)
+        self.cache_enabled = True
+
+    def reset_cache(self) -> None:
+        """Empty the KV cache.
+
+        Raises:
+            RuntimeError: if no cache was set up.
+        """
+        if self.kv_cache is None:
+            raise RuntimeError("Key value caches are not setup. Call model.setup_caches() first.")
+        self.kv_cache.reset()
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        y: Optional[torch.Tensor] = None,
+        *,
+        mask: Optional[_MaskType] = None,
+        input_pos: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        """
+        Args:
+            x (torch.Tensor): queries' input ``[b, s_x, d]``.
+            y (Optional[torch.Tensor]): keys'/values' input ``[b, s_y, d]``; ``x`` if None
+                (self-attention).
+            mask (Optional[torch.Tensor]): boolean ``[b, s_x, s_kv]`` (True = attend), for packed
+                sequences or decoding with a cache; causal attention is used when None.
+            input_pos (Optional[torch.Tensor]): positions ``[b, s_x]`` of the tokens, for RoPE.
+
+        Returns:
+            torch.Tensor: ``[b, s_x, d]``.
+        """
+        b, s_x, _ = x.shape
+        y = x if y is None else y
+        s_y = y.shape[1]
+
+        q = self.q_proj(x).view(b, s_x, self.num_heads, self.head_dim)
+        k = self.k_proj(y).view(b, s_y, self.num_kv_heads, self.head_dim)
+        v = self.v_proj(y).view(b, s_y, self.num_kv_heads, self.head_dim)
+        if self.pos_embeddings is not None:
+            q = self.pos_embeddings(q, input_pos=input_pos)
+            k = self.pos_embeddings(k, input_pos=input_pos)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [b, n_h, s, h_d]
+        if self.q_norm is not None:
+            q = self.q_norm(q)
+            k = self.k_norm(k)
+
+        if self.kv_cache is not None and self.cache_enabled:
+            k, v = self.kv_cache.update(k, v)  # [b, n_kv, max_seq_len, h_d]
+
+        if mask is not None and mask.dim() == 3:
+            mask = mask[:, None, :, :]  # broadcast over heads
+        out = F.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=mask,
+            dropout_p=self.attn_dropout if self.training else 0.0,
+            is_causal=mask is None and self.is_causal and not self.cache_enabled,
+            enable_gqa=self.num_heads != self.num_kv_heads,
+        )  # [b, n_h, s_x, h_d]
+        out = out.transpose(1, 2).reshape(b, s_x, self.num_heads * self.head_dim)
+        return self.output_proj(out)

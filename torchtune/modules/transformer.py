@@ -1,0 +1,249 @@
+import copy
+from typing import Callable, List, Optional, Union
+
+import torch
+from torch import nn
+
+from torchtune.modules.attention import MultiHeadAttention
+from torchtune.modules.attention_utils import _MaskType, causal_mask
+
+
+class TransformerSelfAttentionLayer(nn.Module):
+    """Pre-norm transformer block: ``h = x + attn(norm(x)); out = h + mlp(norm(h))``.
+
+    Args:
+        attn (MultiHeadAttention): self-attention module.
+        mlp (nn.Module): feed-forward module.
+        sa_norm (Optional[nn.Module]): norm before attention; identity if None.
+        mlp_norm (Optional[nn.Module]): norm before the MLP; identity if None.
+        sa_scale (Optional[nn.Module]): scales the attention output (e.g. layer scale); identity if None.
+        mlp_scale (Optional[nn.Module]): scales the MLP output; identity if None.
+    """
+
+    def __init__(
+        self,
+        attn: MultiHeadAttention,
+        mlp: nn.Module,
+        *,
+        sa_norm: Optional[nn.Module] = None,
+        mlp_norm: Optional[nn.Module] = None,
+        sa_scale: Optional[nn.Module] = None,
+        mlp_scale: Optional[nn.Module] = None,
+    ) -> None:
+        super().__init__()
+        self.attn = attn
+        self.mlp = mlp
+        self.sa_norm = sa_norm or nn.Identity()
+        self.mlp_norm = mlp_norm or nn.Identity()
+        self.sa_scale = sa_scale or nn.Identity()
+        self.mlp_scale = mlp_scale or nn.Identity()
+
+    def setup_caches(
+        self,
+        batch_size: int,
+        dtype: torch.dtype,
+        *,
+        encoder_max_seq_len: Optional[int] = None,
+        decoder_max_seq_len: int,
+    ) -> None:
+        """Set up the attention's KV cache for ``decoder_max_seq_len`` positions."""
+        self.attn.setup_cache(batch_size, dtype, max_seq_len=decoder_max_seq_len)
+
+    def caches_are_setup(self) -> bool:
+        return self.attn.kv_cache is not None
+
+    def caches_are_enabled(self) -> bool:
+        return self.attn.cache_enabled
+
+    def reset_cache(self) -> None:
+        self.attn.reset_cache()
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        *,
+        mask: Optional[_MaskType] = None,
+        input_pos: Optional[torch.Tensor] = None,
+        **kwargs,
+    ) -> torch.Tensor:
+        """
+        Args:
+            x (torch.Tensor): ``[b, s, d]``.
+            mask (Optional[torch.Tensor]): boolean ``[b, s, s_kv]``; causal if None.
+            input_pos (Optional[torch.Tensor]): ``[b, s]`` token positions.
+            **kwargs: ignored (accepted for interface compatibility with fusion layers).
+
+        Returns:
+            torch.Tensor: ``[b, s, d]``.
+        """
+        h = self.sa_norm(x)
+        h = self.sa_scale(self.attn(h, h, mask=mask, input_pos=input_pos)) + x
+        return self.mlp_scale(self.mlp(self.mlp_norm(h))) + h
+
+
+class TransformerDecoder(nn.Module):
+    """Decoder-only transformer: embeddings, a stack of layers, a final norm and an output projection.
+
+    Args:
+        tok_embeddings (nn.Embedding): ``[b, s] -> [b, s, d]``.
+        layers (Union[nn.Module, List[nn.Module], nn.ModuleList]): a single layer (cloned
+            ``num_layers`` times) or the list of layers.
+        max_seq_len (int): longest sequence the model accepts.
+        num_heads (int): query heads (used to size caches).
+        head_dim (int): per-head size.
+        norm (nn.Module): final norm.
+        output (Union[nn.Linear, Callable]): ``[b, s, d] -> [b, s, vocab]``.
+        num_layers (Optional[int]): number of clones when ``layers`` is a single module.
+        output_hidden_states (Optional[List[int]]): indices of layers whose inputs are also returned.
+
+    Raises:
+        ValueError: if ``layers`` is one module and ``num_layers`` is not given.
+    """
+
+    def __init__(
+        self,
+        *,
+        tok_embeddings: nn.Embedding,
+        layers: Union[nn.Module, List[nn.Module], nn.ModuleList],
+        max_seq_len: int,
+        num_heads: int,
+        head_dim: int,
+        norm: nn.Module,
+        output: Union[nn.Linear, Callable],
+        num_layers: Optional[int] = None,
+        output_hidden_states: Optional[List[int]] = None,
+    ) -> None:
+        super().__init__()
+        if isinstance(layers, nn.ModuleList):
+            pass
+        elif isinstance(layers, list):
+            layers = nn.ModuleList(layers)
+        else:
+            if num_layers is None:
+                raise ValueError("num_layers must be given when `layers` is a single layer to clone")
+            layers = nn.ModuleList([copy.deepcopy(layers) for _ in range(num_layers)])
+        self.tok_embeddings = tok_embeddings
+        self.layers = layers
+        self.norm = norm
+        self.output = output
+        self.output_hidden_states = output_hidden_states or []
+        self.max_seq_len = max_seq_len
+        self.num_heads = num_heads
+        self.head_dim = head_dim
+        self.num_output_chunks = 0
+        self.decoder_max_cache_seq_len: Optional[int] = None
+
+    def set_num_output_chunks(self, num_output_chunks: int) -> None:
+        """Return logits as a list of ``num_output_chunks`` chunks along the sequence.
+
+        Used with ``CEWithChunkedOutputLoss`` so that fp32 logits of the whole sequence are
+        never materialised at once. 0 returns a single tensor.
+        """
+        self.num_output_chunks = num_output_chunks
+
+    def setup_caches(
+        self,
+        batch_size: int,
+        dtype: torch.dtype,
+        *,
+        encoder_max_seq_len: Optional[int] = None,
+        decoder_max_seq_len: Optional[int] = None,
+    ) -> None:
+        """Set up KV caches of every layer for inference.
+
+        Args:
+            batch_size (int): largest batch to decode.
+            dtype (torch.dtype): cache dtype.
+            encoder_max_seq_len (Optional[int]): unused by a text-only decoder.
+            decoder_max_seq_len (Optional[int]): cache length; the model's ``max_seq_len`` if None.
+        """
+        self.decoder_max_cache_seq_len = decoder_max_seq_len or self.max_seq_len
+        for layer in self.layers:
+            layer.setup_caches(
+                batch_size,
+                dtype,
+                encoder_max_seq_len=encoder_max_seq_len,
+                decoder_max_seq_len=self.decoder_max_cache_seq_len,
+            )
+        device = self.tok_embeddings.weight.device
+        self.register_buffer(
+            "causal_mask", causal_mask(self.decoder_max_cache_seq_len, device=device), persistent=False
+        )
+
+    def caches_are_setup(self) -> bool:
+        """True once ``setup_caches`` has run."""
+        return self.layers[0].caches_are_setup()
+
+    def caches_are_enabled(self) -> bool:
+        """True while the caches are in use (see ``torchtune.generation.disable_kv_cache``)."""
+        return self.layers[0].caches_are_enabled()
+
+    def reset_caches(self) -> None:
+        """Empty every layer's KV cache.
+
+        Raises:
+            RuntimeError: if caches were not set up.
+        """
+        if not self.caches_are_setup():
+            raise RuntimeError("Key value caches are not setup. Call model.setup_caches() first.")
+        for layer in self.layers:
+            layer.reset_cache()
+
+    def _cache_position(self) -> int:
+        return self.layers[0].attn.kv_cache.size
+
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        *,
+        mask: Optional[_MaskType] = None,
+        input_pos: Optional[torch.Tensor] = None,
+        **kwargs,
+    ) -> Union[torch.Tensor, List[torch.Tensor]]:
+        """
+        Args:
+            tokens (torch.Tensor): token ids ``[b, s]``.
+            mask (Optional[torch.Tensor]): boolean ``[b, s, s]`` (packed sequences) or, with caches
+                enabled, ``[b, s, cache_len]``. Causal if None; with caches enabled the causal
+                rows for ``input_pos`` are used.
+            input_pos (Optional[torch.Tensor]): positions ``[b, s]``; with caches enabled and
+                None, the next positions of the cache.
+            **kwargs: ignored (interface compatibility).
+
+        Returns:
+            Union[torch.Tensor, List[torch.Tensor]]: logits ``[b, s, vocab]`` (fp32 is not forced);
+            a list of chunks if ``set_num_output_chunks`` was called; a list of hidden states
+            followed by the logits if ``output_hidden_states`` is set.
+
+        Raises:
+            ValueError: if ``s`` exceeds ``max_seq_len`` (or the cache length) or ``tokens`` is not 2-D.
+        """
+        if tokens.dim() != 2:
+            raise ValueError(f"tokens must have shape [batch_size, seq_len], got {tuple(tokens.shape)}")
+        seq_len = tokens.shape[1]
+        if seq_len > self.max_seq_len:
+            raise ValueError(
+                f"seq_len ({seq_len}) of input tokens exceeds max_seq_len ({self.max_seq_len})"
+            )
+        if self.caches_are_enabled():
+            if input_pos is None:
+                start = self._cache_position()
+                input_pos = torch.arange(start, start + seq_len, device=tokens.device).unsqueeze(0)
+            if mask is None:
+                mask = self.causal_mask[input_pos]  # [b, s, cache_len]
+                if mask.shape[0] != tokens.shape[0]:
+                    mask = mask.expand(tokens.shape[0], -1, -1)
+
+        h = self.tok_embeddings(tokens)
+        hidden = []
+        for i, layer in enumerate(self.layers):
+            if i in self.output_hidden_states:
+                hidden.append(h)
+            h = layer(h, mask=mask, input_pos=input_pos)
+        h = self.norm(h)
+
+        if self.num_output_chunks > 0:
+            output = [self.output(chunk) for chunk in h.chunk(self.num_output_chunks, dim=1)]
+        else:
+            output = self.output(h)
+        return hidden + [output] if hidden else output

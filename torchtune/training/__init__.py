@@ -1,0 +1,1 @@
+"""Training utilities: checkpointers, precision, LR schedules, metric logging, memory, activations."""

@@ -132,6 +132,9 @@ class TransformerDecoder(nn.Module):
         self.head_dim = head_dim
         self.num_output_chunks = 0
         self.decoder_max_cache_seq_len: Optional[int] = None
+        # Set by LinearCrossEntropyLoss.set_model_output: forward returns the normed hidden states
+        # [b, s, d] and the loss applies `output` chunk by chunk.
+        self.skip_output_layer = False
 
     def set_num_output_chunks(self, num_output_chunks: int) -> None:
         """Return logits as a list of ``num_output_chunks`` chunks along the sequence.
@@ -242,7 +245,9 @@ class TransformerDecoder(nn.Module):
             h = layer(h, mask=mask, input_pos=input_pos)
         h = self.norm(h)
 
-        if self.num_output_chunks > 0:
+        if self.skip_output_layer:
+            output = h
+        elif self.num_output_chunks > 0:
             output = [self.output(chunk) for chunk in h.chunk(self.num_output_chunks, dim=1)]
         else:
             output = self.output(h)

@@ -1,0 +1,150 @@
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+from torchtune.data._messages import Message
+from torchtune.data._prompt_templates import PromptTemplateInterface, _get_prompt_template, _TemplateType
+from torchtune.data._utils import truncate
+from torchtune.modules.transforms import Transform
+from torchtune.modules.transforms.tokenizers import (
+    ModelTokenizer,
+    SentencePieceBaseTokenizer,
+    tokenize_messages_no_special_tokens,
+)
+
+
+class Llama2Tokenizer(ModelTokenizer, Transform):
+    """Llama2's SentencePiece tokenizer, with message tokenization for fine-tuning.
+
+    Each turn starts with BOS and each finished assistant message ends with EOS, as in Meta's
+    chat format; BOS/EOS take the mask of their message, so the model learns to emit EOS.
+
+    Args:
+        path (str): ``tokenizer.model``.
+        max_seq_len (Optional[int]): truncate tokenized conversations to this length (keeping a
+            final EOS). Default None (no truncation).
+        prompt_template (Optional[PromptTemplateInterface]): template applied to the messages
+            before tokenization. Default None.
+        truncation_type (str): ``"right"`` (keep the start) or ``"left"``. Default ``"right"``.
+
+    Raises:
+        FileNotFoundError: if ``path`` does not exist.
+        ValueError: if ``path`` is not a SentencePiece model.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        max_seq_len: Optional[int] = None,
+        prompt_template: Optional[PromptTemplateInterface] = None,
+        truncation_type: str = "right",
+    ) -> None:
+        self._spm_model = SentencePieceBaseTokenizer(path)
+        self.max_seq_len = max_seq_len
+        self.prompt_template = prompt_template
+        self.truncation_type = truncation_type
+        self.stop_tokens = [self.eos_id]
+
+    @property
+    def vocab_size(self) -> int:
+        return self._spm_model.vocab_size
+
+    @property
+    def bos_id(self) -> int:
+        return self._spm_model.bos_id
+
+    @property
+    def eos_id(self) -> int:
+        return self._spm_model.eos_id
+
+    @property
+    def pad_id(self) -> int:
+        return self._spm_model.pad_id
+
+    @property
+    def special_tokens(self) -> Dict[str, int]:
+        sp = self._spm_model.spm_model
+        return {sp.id_to_piece(i): i for i in (self.bos_id, self.eos_id) if i >= 0}
+
+    def encode(
+        self,
+        text: str,
+        add_bos: bool = True,
+        add_eos: bool = True,
+        trim_leading_whitespace: bool = False,
+    ) -> List[int]:
+        """Encode text; see :meth:`SentencePieceBaseTokenizer.encode`."""
+        return self._spm_model.encode(
+            text, add_bos=add_bos, add_eos=add_eos, trim_leading_whitespace=trim_leading_whitespace
+        )
+
+    def decode(self, token_ids: List[int]) -> str:
+        """Decode ids to text."""
+        return self._spm_model.decode(token_ids)
+
+    def tokenize_messages(
+        self, messages: List[Message], add_end_tokens: bool = True
+    ) -> Tuple[List[int], List[bool]]:
+        """Tokenize a conversation.
+
+        Args:
+            messages (List[Message]): the conversation.
+            add_end_tokens (bool): end with EOS; False for a generation prompt. Default True.
+
+        Returns:
+            Tuple[List[int], List[bool]]: tokens and mask (True = not trained on).
+        """
+        if self.prompt_template is not None:
+            messages = self.prompt_template(messages, inference=not add_end_tokens)
+        tokens, mask = tokenize_messages_no_special_tokens(
+            self._spm_model, messages, bos_id=self.bos_id, eos_id=self.eos_id, add_end_tokens=add_end_tokens
+        )
+        if self.max_seq_len is not None and len(tokens) > self.max_seq_len:
+            eos = self.eos_id if add_end_tokens else None
+            tokens = truncate(tokens, self.max_seq_len, eos, self.truncation_type)
+            mask = truncate(mask, self.max_seq_len, None, self.truncation_type)
+        return tokens, mask
+
+    def __call__(self, sample: Mapping[str, Any], inference: bool = False) -> Mapping[str, Any]:
+        """Replace ``sample["messages"]`` with ``tokens`` and ``mask``.
+
+        Args:
+            sample (Mapping[str, Any]): a dict with ``messages``.
+            inference (bool): tokenize a generation prompt (no final EOS). Default False.
+
+        Returns:
+            Mapping[str, Any]: the other fields of ``sample`` plus ``tokens`` and ``mask``.
+        """
+        sample = dict(sample)
+        messages = sample.pop("messages")
+        sample["tokens"], sample["mask"] = self.tokenize_messages(messages, add_end_tokens=not inference)
+        return sample
+
+
+def llama2_tokenizer(
+    path: str,
+    max_seq_len: Optional[int] = None,
+    prompt_template: Optional[_TemplateType] = "torchtune.models.llama2.Llama2ChatTemplate",
+    truncation_type: str = "right",
+) -> Llama2Tokenizer:
+    """Llama2's tokenizer.
+
+    Args:
+        path (str): ``tokenizer.model`` (SentencePiece).
+        max_seq_len (Optional[int]): truncate tokenized conversations to this length. Default None.
+        prompt_template (Optional[_TemplateType]): a dotted path to a template class, a dict
+            role -> ``[prefix, suffix]``, a template instance, or None for no template.
+            Default :class:`~torchtune.models.llama2.Llama2ChatTemplate`.
+        truncation_type (str): ``"right"`` or ``"left"``. Default ``"right"``.
+
+    Returns:
+        Llama2Tokenizer: the tokenizer.
+
+    Raises:
+        FileNotFoundError: if ``path`` does not exist.
+        ValueError: if ``path`` is not a SentencePiece model or the template is invalid.
+    """
+    return Llama2Tokenizer(
+        path=path,
+        max_seq_len=max_seq_len,
+        prompt_template=_get_prompt_template(prompt_template),
+        truncation_type=truncation_type,
+    )

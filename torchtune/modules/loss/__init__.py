@@ -1,0 +1,6 @@
+"""Losses for fine-tuning: chunked cross-entropy over logits or over hidden states."""
+from torchtune.modules.loss.ce_chunked_output_loss import CEWithChunkedOutputLoss
+from torchtune.modules.loss.cross_entropy_loss import LinearCrossEntropyLoss
+from torchtune.modules.loss.loss_types import SFTLoss
+
+__all__ = ["CEWithChunkedOutputLoss", "LinearCrossEntropyLoss", "SFTLoss"]

@@ -1,0 +1,302 @@
+"""Per-family conversion between Hugging Face checkpoints and the torchtune layout.
+
+One table, ``_FAMILIES``, maps each ``ModelType`` to a ``_Family``: two functions that convert a
+(partial) state dict given the model's ``config.json``, and whether its LoRA tensors map one-to-one
+onto Hugging Face modules (so PEFT can load them). A new family plugs in by adding a row.
+"""
+
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional
+
+import torch
+
+from torchtune.models.convert_weights import get_mapped_key, hf_to_tune, tune_to_hf
+from torchtune.training.checkpointing._model_type import ModelType
+
+StateDict = Dict[str, torch.Tensor]
+Converter = Callable[[StateDict, Dict[str, Any]], StateDict]
+
+
+@dataclass(frozen=True)
+class _Family:
+    to_tune: Converter
+    from_tune: Converter
+    # False where HF fuses projections that torchtune keeps apart (LoRA on q_proj has no PEFT twin).
+    peft_compatible: bool = True
+
+
+def head_dims(config: Dict[str, Any]) -> Dict[str, int]:
+    """Head counts and sizes from a Hugging Face ``config.json`` dict.
+
+    Args:
+        config (Dict[str, Any]): parsed config.json.
+
+    Returns:
+        Dict[str, int]: ``num_heads``, ``num_kv_heads``, ``dim`` and ``head_dim``.
+
+    Raises:
+        ValueError: if ``num_attention_heads`` or ``hidden_size`` is missing.
+    """
+    for field in ("num_attention_heads", "hidden_size"):
+        if config.get(field) is None:
+            raise ValueError(f"config.json has no {field!r}; it is needed to convert the q/k projections")
+    num_heads = int(config["num_attention_heads"])
+    dim = int(config["hidden_size"])
+    num_kv_heads = int(config.get("num_key_value_heads") or num_heads)
+    head_dim = int(config.get("head_dim") or dim // num_heads)
+    return dict(num_heads=num_heads, num_kv_heads=num_kv_heads, dim=dim, head_dim=head_dim)
+
+
+# ---- Llama-style families: rename keys, permute q/k rows to the interleaved RoPE layout ----
+
+def _llama_to_tune(sd: StateDict, config: Dict[str, Any]) -> StateDict:
+    return hf_to_tune(sd, **head_dims(config))
+
+
+def _llama_from_tune(sd: StateDict, config: Dict[str, Any]) -> StateDict:
+    return tune_to_hf(sd, **head_dims(config))
+
+
+# ---- Families that keep HF's rotate-half q/k rows (as torchtune's Qwen2 and Phi-3 do) ----
+
+_HF_COMMON = {
+    "model.embed_tokens.weight": "tok_embeddings.weight",
+    "model.layers.{}.self_attn.o_proj.weight": "layers.{}.attn.output_proj.weight",
+    "model.layers.{}.mlp.down_proj.weight": "layers.{}.mlp.w2.weight",
+    "model.layers.{}.input_layernorm.weight": "layers.{}.sa_norm.scale",
+    "model.layers.{}.post_attention_layernorm.weight": "layers.{}.mlp_norm.scale",
+    "model.layers.{}.self_attn.rotary_emb.inv_freq": None,
+    "model.norm.weight": "norm.scale",
+    "lm_head.weight": "output.weight",
+}
+_QWEN2_FROM_HF = dict(
+    _HF_COMMON,
+    **{
+        f"model.layers.{{}}.self_attn.{p}_proj.{t}": f"layers.{{}}.attn.{p}_proj.{t}"
+        for p in ("q", "k", "v")
+        for t in ("weight", "bias")
+    },
+    **{
+        "model.layers.{}.mlp.gate_proj.weight": "layers.{}.mlp.w1.weight",
+        "model.layers.{}.mlp.up_proj.weight": "layers.{}.mlp.w3.weight",
+    },
+)
+_PHI3_FROM_HF = dict(
+    _HF_COMMON,
+    **{
+        # Fused projections: split on load, concatenated on save (see _phi3_*).
+        "model.layers.{}.self_attn.qkv_proj.weight": "layers.{}.attn.qkv_proj.weight",
+        "model.layers.{}.mlp.gate_up_proj.weight": "layers.{}.mlp.w13.weight",
+    },
+)
+
+
+def _inverse(table: Dict[str, Optional[str]]) -> Dict[str, str]:
+    return {v: k for k, v in table.items() if v is not None}
+
+
+def _rename(sd: StateDict, table: Dict[str, Optional[str]]) -> StateDict:
+    out = {}
+    for key, value in sd.items():
+        new_key = get_mapped_key(key, table)
+        if new_key is not None:
+            out[new_key] = value
+    return out
+
+
+def _qwen2_to_tune(sd: StateDict, config: Dict[str, Any]) -> StateDict:
+    return _rename(sd, _QWEN2_FROM_HF)
+
+
+def _qwen2_from_tune(sd: StateDict, config: Dict[str, Any]) -> StateDict:
+    return _rename(sd, _inverse(_QWEN2_FROM_HF))
+
+
+_FUSED = re.compile(r"^layers\.(\d+)\.(attn\.qkv_proj|mlp\.w13)\.weight$")
+
+
+def _phi3_to_tune(sd: StateDict, config: Dict[str, Any]) -> StateDict:
+    dims = head_dims(config)
+    q_rows = dims["num_heads"] * dims["head_dim"]
+    kv_rows = dims["num_kv_heads"] * dims["head_dim"]
+    out = {}
+    for key, value in _rename(sd, _PHI3_FROM_HF).items():
+        match = _FUSED.match(key)
+        if match is None:
+            out[key] = value
+            continue
+        layer, kind = match.groups()
+        if kind == "attn.qkv_proj":
+            if value.shape[0] != q_rows + 2 * kv_rows:
+                raise ValueError(
+                    f"qkv_proj of layer {layer} has {value.shape[0]} rows; config.json implies "
+                    f"{q_rows} + 2 * {kv_rows}"
+                )
+            q, k, v = value.split([q_rows, kv_rows, kv_rows], dim=0)
+            out.update({f"layers.{layer}.attn.{n}_proj.weight": t for n, t in zip("qkv", (q, k, v))})
+        else:
+            gate, up = value.chunk(2, dim=0)
+            out[f"layers.{layer}.mlp.w1.weight"] = gate
+            out[f"layers.{layer}.mlp.w3.weight"] = up
+    return out
+
+
+def _phi3_from_tune(sd: StateDict, config: Dict[str, Any]) -> StateDict:
+    fused: Dict[str, torch.Tensor] = {}
+    parts = {
+        "attn.qkv_proj": ("attn.q_proj", "attn.k_proj", "attn.v_proj"),
+        "mlp.w13": ("mlp.w1", "mlp.w3"),
+    }
+    remaining = dict(sd)
+    layers = sorted({int(k.split(".")[1]) for k in sd if k.startswith("layers.")})
+    for layer in layers:
+        for fused_name, names in parts.items():
+            keys = [f"layers.{layer}.{n}.weight" for n in names]
+            present = [k for k in keys if k in remaining]
+            if not present:
+                continue
+            if len(present) != len(keys):
+                missing = sorted(set(keys) - set(present))
+                raise KeyError(f"{missing[0]} (needed to build the fused Phi-3 {fused_name})")
+            fused[f"layers.{layer}.{fused_name}.weight"] = torch.cat([remaining.pop(k) for k in keys], dim=0)
+    remaining.update(fused)
+    return _rename(remaining, _inverse(_PHI3_FROM_HF))
+
+
+_LLAMA = _Family(_llama_to_tune, _llama_from_tune)
+_FAMILIES: Dict[ModelType, _Family] = {
+    ModelType.LLAMA2: _LLAMA,
+    ModelType.LLAMA3: _LLAMA,
+    ModelType.LLAMA3_2: _LLAMA,
+    ModelType.MISTRAL: _LLAMA,
+    ModelType.GEMMA: _LLAMA,
+    ModelType.QWEN2: _Family(_qwen2_to_tune, _qwen2_from_tune),
+    ModelType.PHI3_MINI: _Family(_phi3_to_tune, _phi3_from_tune, peft_compatible=False),
+}
+
+
+def get_family(model_type: ModelType) -> _Family:
+    """Conversion functions for ``model_type``.
+
+    Raises:
+        ValueError: if the family has no conversion registered.
+    """
+    if model_type not in _FAMILIES:
+        valid = ", ".join(m.name for m in _FAMILIES)
+        raise ValueError(f"No Hugging Face conversion for model_type {model_type.name}. Supported: {valid}")
+    return _FAMILIES[model_type]
+
+
+# ---- LoRA / DoRA adapters in the PEFT layout ----
+
+# torchtune module path -> HF module path; also maps config target_modules (last component).
+_PEFT_MODULES = {
+    "attn.q_proj": "self_attn.q_proj",
+    "attn.k_proj": "self_attn.k_proj",
+    "attn.v_proj": "self_attn.v_proj",
+    "attn.output_proj": "self_attn.o_proj",
+    "mlp.w1": "mlp.gate_proj",
+    "mlp.w2": "mlp.down_proj",
+    "mlp.w3": "mlp.up_proj",
+}
+TUNE_TO_PEFT_TARGET = {k.split(".")[-1]: v.split(".")[-1] for k, v in _PEFT_MODULES.items()}
+TUNE_TO_PEFT_TARGET["output"] = "lm_head"
+
+_ADAPTER_KEY = re.compile(r"^(?:layers\.(\d+)\.(.+)|(output))\.(lora_a\.weight|lora_b\.weight|magnitude)$")
+_PEFT_SUFFIX = {"lora_a.weight": "lora_A.weight", "lora_b.weight": "lora_B.weight", "magnitude": "lora_magnitude_vector"}
+
+
+def adapter_to_peft(adapter: StateDict, family: _Family, config: Dict[str, Any]) -> StateDict:
+    """torchtune LoRA/DoRA tensors -> PEFT keys, with q/k rows in the HF layout.
+
+    ``lora_b`` rows and DoRA magnitudes index output features, so they get the same row
+    permutation as the wrapped weight; ``lora_a`` rows index the rank and are left alone.
+
+    Args:
+        adapter (StateDict): keys like ``layers.0.attn.q_proj.lora_a.weight`` ([r, in]),
+            ``...lora_b.weight`` ([out, r]), ``...magnitude`` ([out]).
+        family (_Family): conversion of the model family.
+        config (Dict[str, Any]): parsed config.json.
+
+    Returns:
+        StateDict: keys like ``base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight``.
+
+    Raises:
+        ValueError: on a key that is not a LoRA/DoRA parameter of a supported module.
+    """
+    out = {}
+    for key, value in adapter.items():
+        match = _ADAPTER_KEY.match(key)
+        module = None if match is None else match.group(2)
+        if match is None or (module is not None and module not in _PEFT_MODULES):
+            raise ValueError(
+                f"Adapter key {key!r} is not a LoRA/DoRA parameter of "
+                f"{sorted(_PEFT_MODULES) + ['output']}"
+            )
+        layer, _, _, suffix = match.groups()
+        tune_base = "output" if layer is None else f"layers.{layer}.{module}"
+        hf_base = "lm_head" if layer is None else f"model.layers.{layer}.{_PEFT_MODULES[module]}"
+        if suffix != "lora_a.weight":
+            # Row permutation exactly as for the wrapped weight (identity where the family has none).
+            (value,) = family.from_tune({f"{tune_base}.weight": value}, config).values()
+        out[f"base_model.model.{hf_base}.{_PEFT_SUFFIX[suffix]}"] = value
+    return out
+
+
+def peft_adapter_config(
+    adapter: StateDict, adapter_config: Dict[str, Any], base_model_name_or_path: str
+) -> Dict[str, Any]:
+    """Build PEFT's ``adapter_config.json`` content from torchtune's adapter config.
+
+    ``target_modules`` is taken from the adapter's keys (what was really trained); names in
+    ``adapter_config["target_modules"]`` are checked so that a typo raises instead of being ignored.
+
+    Args:
+        adapter (StateDict): torchtune-layout adapter tensors.
+        adapter_config (Dict[str, Any]): ``r`` (or ``rank``), ``lora_alpha`` (or ``alpha``), optional
+            ``target_modules`` (torchtune names), ``peft_type`` ("LORA") and ``use_dora``.
+        base_model_name_or_path (str): where the base model lives.
+
+    Returns:
+        Dict[str, Any]: the JSON-ready PEFT config.
+
+    Raises:
+        ValueError: on a missing alpha, an unknown target module, a non-LoRA peft_type, or ranks
+            that differ between modules.
+    """
+    peft_type = str(adapter_config.get("peft_type", "LORA")).upper()
+    if peft_type != "LORA":
+        raise ValueError(f"adapter_config peft_type {peft_type!r} is not supported; expected 'LORA'")
+    for name in adapter_config.get("target_modules") or []:
+        if name not in TUNE_TO_PEFT_TARGET:
+            raise ValueError(f"adapter_config target_modules has {name!r}; valid: {sorted(TUNE_TO_PEFT_TARGET)}")
+    alpha = adapter_config.get("lora_alpha", adapter_config.get("alpha"))
+    if alpha is None:
+        raise ValueError("adapter_config has no 'lora_alpha' (or 'alpha'); PEFT needs it to scale the update")
+    ranks = {v.shape[0] for k, v in adapter.items() if k.endswith("lora_a.weight")}
+    rank = adapter_config.get("r", adapter_config.get("rank"))
+    if rank is None and len(ranks) == 1:
+        rank = ranks.pop()
+    if rank is None or ranks - {int(rank)}:
+        raise ValueError(f"adapter ranks {sorted(ranks)} do not match adapter_config r={rank}")
+    targets: List[str] = []
+    for key in adapter:
+        match = _ADAPTER_KEY.match(key)
+        name = "output" if match.group(3) else match.group(2).split(".")[-1]
+        if TUNE_TO_PEFT_TARGET[name] not in targets:
+            targets.append(TUNE_TO_PEFT_TARGET[name])
+    use_dora = bool(adapter_config.get("use_dora")) or any(k.endswith(".magnitude") for k in adapter)
+    return {
+        "peft_type": "LORA",
+        "task_type": "CAUSAL_LM",
+        "base_model_name_or_path": base_model_name_or_path,
+        "r": int(rank),
+        "lora_alpha": float(alpha),
+        "lora_dropout": float(adapter_config.get("lora_dropout", 0.0)),
+        "target_modules": sorted(targets),
+        "use_dora": use_dora,
+        "bias": "none",
+        "fan_in_fan_out": False,
+        "inference_mode": True,
+    }

@@ -1,0 +1,151 @@
+"""Finding checkpoint files: user file lists, sharded name patterns, HF index files, epoch folders."""
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple, Union
+
+from torchtune.training.checkpointing._constants import EPOCH_DIR_PREFIX
+
+_EPOCH_DIR = re.compile(rf"^{EPOCH_DIR_PREFIX}(\d+)$")
+# Looked for, in order, when no checkpoint_files are given.
+_HF_DEFAULT_FILES = (
+    "model.safetensors.index.json",
+    "model.safetensors",
+    "pytorch_model.bin.index.json",
+    "pytorch_model.bin",
+)
+
+CheckpointFiles = Union[None, str, Sequence, Mapping]
+
+
+def expand_checkpoint_files(checkpoint_files: CheckpointFiles, checkpoint_dir: Path) -> List[str]:
+    """Turn the ``checkpoint_files`` config value into a list of file names.
+
+    Accepts a list of names, a single name, or ``{filename_format, max_filename}`` such as
+    ``{"filename_format": "model-{}-of-{}.safetensors", "max_filename": "00004"}``, which stands
+    for ``model-00001-of-00004.safetensors`` ... ``model-00004-of-00004.safetensors``.
+
+    Args:
+        checkpoint_files (CheckpointFiles): the config value (omegaconf containers work too).
+        checkpoint_dir (Path): only used in error messages.
+
+    Returns:
+        List[str]: file names (relative to ``checkpoint_dir`` unless absolute).
+
+    Raises:
+        ValueError: on a malformed dict or an empty list.
+    """
+    if checkpoint_files is None:
+        return []
+    if isinstance(checkpoint_files, str):
+        return [checkpoint_files]
+    if isinstance(checkpoint_files, Mapping):
+        if set(checkpoint_files) != {"filename_format", "max_filename"}:
+            raise ValueError(
+                "checkpoint_files as a dict needs exactly 'filename_format' and 'max_filename', got "
+                f"{sorted(checkpoint_files)}"
+            )
+        fmt, max_name = str(checkpoint_files["filename_format"]), checkpoint_files["max_filename"]
+        # Unquoted in YAML, "00004" arrives as the int 4; HF shard names use five digits.
+        max_name = f"{max_name:05d}" if isinstance(max_name, int) else str(max_name)
+        if fmt.count("{}") != 2 or not max_name.isdigit():
+            raise ValueError(
+                f"checkpoint_files.filename_format must contain two '{{}}' (got {fmt!r}) and max_filename "
+                f"must be digits such as '00004' (got {max_name!r})"
+            )
+        width = len(max_name)
+        return [fmt.format(str(i).zfill(width), max_name) for i in range(1, int(max_name) + 1)]
+    if isinstance(checkpoint_files, Sequence):
+        files = [str(f) for f in checkpoint_files]
+        if not files:
+            raise ValueError(f"checkpoint_files is empty for {checkpoint_dir}")
+        return files
+    raise ValueError(f"checkpoint_files must be a list, a file name or a dict, got {type(checkpoint_files).__name__}")
+
+
+def read_index(index_path: Path) -> Dict[str, str]:
+    """The ``weight_map`` (tensor name -> shard file name) of a ``*.index.json`` file."""
+    if not index_path.is_file():
+        raise FileNotFoundError(f"Checkpoint index not found: {index_path}")
+    try:
+        weight_map = json.loads(index_path.read_text())["weight_map"]
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ValueError(f"{index_path} is not a valid checkpoint index (needs a 'weight_map'): {e}") from None
+    return dict(weight_map)
+
+
+def resolve_hf_files(
+    checkpoint_files: CheckpointFiles, checkpoint_dir: Path
+) -> Tuple[List[Path], Optional[Dict[str, str]]]:
+    """Resolve HF checkpoint files, following an index file when one is named or found.
+
+    Args:
+        checkpoint_files (CheckpointFiles): the config value; empty means "find the usual names".
+        checkpoint_dir (Path): folder the names are relative to.
+
+    Returns:
+        Tuple[List[Path], Optional[Dict[str, str]]]: the weight files in order, and the index's
+        weight map when the files came from an index.
+
+    Raises:
+        FileNotFoundError: if a named file (or shard listed in the index) does not exist, naming it.
+    """
+    names = expand_checkpoint_files(checkpoint_files, checkpoint_dir)
+    if not names:
+        found = [n for n in _HF_DEFAULT_FILES if (checkpoint_dir / n).is_file()]
+        if not found:
+            raise FileNotFoundError(
+                f"No checkpoint_files given and none of {list(_HF_DEFAULT_FILES)} found in {checkpoint_dir}"
+            )
+        names = found[:1]
+    weight_map, index_path = None, None
+    if len(names) == 1 and names[0].endswith(".index.json"):
+        index_path = resolve_path(names[0], checkpoint_dir)
+        weight_map = read_index(index_path)
+        names = list(dict.fromkeys(weight_map.values()))  # shard order, deduplicated
+        checkpoint_dir = index_path.parent
+    paths = [resolve_path(n, checkpoint_dir) for n in names]
+    for p in paths:
+        if not p.is_file():
+            listed = f" (listed in {index_path})" if index_path is not None else ""
+            raise FileNotFoundError(f"Checkpoint shard not found: {p}{listed}")
+    return paths, weight_map
+
+
+def resolve_path(name: Union[str, Path], base: Path) -> Path:
+    """``name`` if absolute, else ``base / name``."""
+    path = Path(name)
+    return path if path.is_absolute() else Path(base) / path
+
+
+def epoch_dirs(output_dir: Path) -> Dict[int, Path]:
+    """Complete ``epoch_{N}`` folders under ``output_dir`` (staging folders are hidden, so skipped)."""
+    if not Path(output_dir).is_dir():
+        return {}
+    out = {}
+    for child in Path(output_dir).iterdir():
+        match = _EPOCH_DIR.match(child.name)
+        if match and child.is_dir():
+            out[int(match.group(1))] = child
+    return out
+
+
+def pick_resume_dir(output_dir: Path, saved_epoch: Optional[int]) -> Optional[Path]:
+    """The epoch folder a resumed run continues from.
+
+    Prefers ``epoch_{saved_epoch}``, the folder saved together with the recipe state (a crash
+    between writing a newer folder and its recipe state must not pair them), else the newest.
+
+    Args:
+        output_dir (Path): the run's output folder.
+        saved_epoch (Optional[int]): epoch recorded in the recipe state, if any.
+
+    Returns:
+        Optional[Path]: the folder, or None when there is none.
+    """
+    dirs = epoch_dirs(output_dir)
+    if saved_epoch in dirs:
+        return dirs[saved_epoch]
+    return dirs[max(dirs)] if dirs else None

@@ -1,0 +1,162 @@
+"""Checkpointer for Hugging Face ``transformers`` checkpoints (safetensors or ``.bin``, sharded or not)."""
+
+import json
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import torch
+
+from torchtune.training.checkpointing._checkpointer import _Checkpointer, _merge, log
+from torchtune.training.checkpointing._constants import ADAPTER_MODEL_FNAME
+from torchtune.training.checkpointing._convert import (
+    adapter_to_peft,
+    get_family,
+    head_dims,
+    peft_adapter_config,
+)
+from torchtune.training.checkpointing._files import resolve_hf_files
+from torchtune.training.checkpointing._io import load_any, save_json, save_safetensors, save_torch
+
+StateDict = Dict[str, torch.Tensor]
+
+# Copied from checkpoint_dir next to saved weights so the folder is a complete HF model.
+_COMPANIONS = (
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "tokenizer.model",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.json",
+    "merges.txt",
+    "chat_template.jinja",
+)
+_INDEX = {True: "model.safetensors.index.json", False: "pytorch_model.bin.index.json"}
+
+
+class FullModelHFCheckpointer(_Checkpointer):
+    """Read and write Hugging Face checkpoints, converting to and from the torchtune layout.
+
+    Loading accepts ``.safetensors`` and ``.bin`` files, one or sharded: ``checkpoint_files`` may be a
+    list of names, ``{filename_format, max_filename}``, an ``*.index.json`` name, or empty (the usual
+    HF names are looked for). Head counts come from ``config.json`` in ``checkpoint_dir``.
+
+    Saving writes ``output_dir/epoch_{N}/`` that ``transformers`` ``from_pretrained`` loads as is:
+    ``model-0000k-of-0000n.safetensors`` (same split as the input) with
+    ``model.safetensors.index.json``, plus ``config.json``, ``generation_config.json`` and tokenizer
+    files copied from ``checkpoint_dir``. An adapter goes to ``epoch_{N}/adapter/``: ``adapter_model.pt``
+    (torchtune keys, for resuming) and, given an ``adapter_config``, ``adapter_model.safetensors`` +
+    ``adapter_config.json`` that ``peft.PeftModel.from_pretrained`` loads onto the base model. Keeping
+    the adapter out of the merged folder stops PEFT from applying it a second time.
+
+    Args:
+        checkpoint_dir (Union[str, Path]): folder of the HF checkpoint (with config.json).
+        checkpoint_files (CheckpointFiles): weight files, see above.
+        model_type (Union[str, ModelType]): model family, e.g. ``"LLAMA3"``.
+        output_dir (Union[str, Path]): where epoch folders and recipe state go.
+        adapter_checkpoint (Optional[str]): torchtune-layout ``adapter_model.pt`` to load. Default None.
+        recipe_checkpoint (Optional[str]): recipe state file to resume from. Default None
+            (``output_dir/recipe_state/recipe_state.pt``).
+        resume_from_checkpoint (bool): load recipe state and continue a run. Default False.
+        safe_serialization (bool): write safetensors (else ``.bin`` via ``torch.save``). Default True.
+        should_load_recipe_state (bool): alias of ``resume_from_checkpoint``. Default False.
+
+    Raises:
+        FileNotFoundError: if ``checkpoint_dir`` or its ``config.json`` does not exist.
+        ValueError: on an unknown ``model_type``.
+    """
+
+    def _setup(self) -> None:
+        self._family = get_family(self._model_type)
+        config_path = self._checkpoint_dir / "config.json"
+        if not config_path.is_file():
+            raise FileNotFoundError(f"config.json not found in {self._checkpoint_dir}; it gives the head counts")
+        try:
+            self._config: Dict[str, Any] = json.loads(config_path.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{config_path} is not valid JSON: {e}") from None
+        # HF key -> shard number of the input, so saves keep the same split.
+        self._shard_of: Dict[str, int] = {}
+        self._num_shards = 1
+
+    def _has_model(self, epoch_dir: Path) -> bool:
+        return any((epoch_dir / n).is_file() for n in _INDEX.values())
+
+    def _convert_file(self, sd: StateDict, path: Path) -> StateDict:
+        out: StateDict = {}
+        for key, value in sd.items():
+            try:
+                out.update(self._family.to_tune({key: value}, self._config))
+            except KeyError as e:
+                raise ValueError(f"{path}: {e.args[0]} (model_type {self._model_type.name})") from None
+            except (RuntimeError, ValueError) as e:
+                raise ValueError(
+                    f"{path}: cannot convert {key} of shape {list(value.shape)} with the head sizes of "
+                    f"config.json {head_dims(self._config)}: {e}"
+                ) from None
+        return out
+
+    def _load_model(self, epoch_dir: Optional[Path]) -> StateDict:
+        if epoch_dir is not None:
+            index = next(n for n in _INDEX.values() if (epoch_dir / n).is_file())
+            paths, weight_map = resolve_hf_files([index], epoch_dir)
+        else:
+            paths, weight_map = resolve_hf_files(self._checkpoint_files, self._checkpoint_dir)
+        merged: StateDict = {}
+        owners: Dict[str, Path] = {}
+        self._shard_of, self._num_shards = {}, len(paths)
+        for shard, path in enumerate(paths):
+            sd = load_any(path)
+            if weight_map is not None:
+                absent = [k for k, f in weight_map.items() if Path(f).name == path.name and k not in sd]
+                if absent:
+                    raise ValueError(f"{path} is missing key {absent[0]!r} that the index lists for it")
+            self._shard_of.update(dict.fromkeys(sd, shard))
+            _merge(merged, self._convert_file(sd, path), path, owners)
+        if self._config.get("tie_word_embeddings") and "output.weight" in merged:
+            # Tied models have no separate output projection to load into.
+            del merged["output.weight"]
+        log.info(f"Loaded {len(merged)} tensors from {len(paths)} file(s) in {paths[0].parent}")
+        return merged
+
+    def _write_model(self, model: StateDict, folder: Path) -> List[Path]:
+        hf_sd = self._family.from_tune(model, self._config)
+        groups: List[List[str]] = [[] for _ in range(self._num_shards)]
+        for key in hf_sd:
+            groups[self._shard_of.get(key, self._num_shards - 1)].append(key)
+        groups = [g for g in groups if g]
+        stem, ext = ("model", "safetensors") if self._safe else ("pytorch_model", "bin")
+        weight_map: Dict[str, str] = {}
+        written: List[Path] = []
+        for i, keys in enumerate(groups):
+            path = folder / f"{stem}-{i + 1:05d}-of-{len(groups):05d}.{ext}"
+            shard = {k: hf_sd[k] for k in keys}
+            if self._safe:
+                save_safetensors(shard, path)
+            else:
+                save_torch({k: v.detach().contiguous() for k, v in shard.items()}, path)
+            weight_map.update(dict.fromkeys(keys, path.name))
+            written.append(path)
+        total = sum(t.numel() * t.element_size() for t in hf_sd.values())
+        index = folder / _INDEX[self._safe]
+        save_json({"metadata": {"total_size": total}, "weight_map": weight_map}, index)
+        return written + [index] + self._copy_companions(_COMPANIONS, folder)
+
+    def _write_adapter(self, adapter: StateDict, adapter_config: Optional[Dict[str, Any]], folder: Path) -> List[Path]:
+        written = super()._write_adapter(adapter, adapter_config, folder)
+        if adapter_config is None:
+            log.warning("state_dict has no 'adapter_config': PEFT adapter files not written, only adapter_model.pt")
+            return written
+        if not self._family.peft_compatible:
+            log.warning(
+                f"{self._model_type.name} fuses projections in Hugging Face format: PEFT adapter files not "
+                "written, only adapter_model.pt"
+            )
+            return written
+        weights = folder / f"{ADAPTER_MODEL_FNAME}.safetensors"
+        config = folder / "adapter_config.json"
+        peft_config = peft_adapter_config(adapter, dict(adapter_config), str(self._checkpoint_dir.resolve()))
+        save_safetensors(adapter_to_peft(adapter, self._family, self._config), weights)
+        save_json(peft_config, config)
+        return written + [weights, config]

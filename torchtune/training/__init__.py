@@ -38,6 +38,7 @@ from torchtune.training.checkpointing import (
     SEED_KEY,
     STEPS_KEY,
     TOTAL_EPOCHS_KEY,
+    validate_state_dict,
 )
 from torchtune.training.lr_schedulers import get_cosine_schedule_with_warmup, get_lr
 from torchtune.training.memory import (
@@ -105,5 +106,6 @@ __all__ = [
     "setup_torch_profiler",
     "shift_labels",
     "validate_expected_param_dtype",
+    "validate_state_dict",
     "verify_bf16_support",
 ]

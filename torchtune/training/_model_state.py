@@ -1,30 +1,26 @@
 """Loading a full state dict into a model with errors that say what does not match."""
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 from torch import nn
 
+from torchtune.training.checkpointing import validate_state_dict
 
-def load_model_state_dict(model: nn.Module, state_dict: Dict[str, Any], strict: bool = True) -> None:
-    """``model.load_state_dict`` that reports missing and unexpected keys readably.
+
+def load_model_state_dict(
+    model: nn.Module, state_dict: Dict[str, Any], strict: bool = True, source: Optional[str] = None
+) -> None:
+    """``model.load_state_dict`` that first checks the whole state dict and reports every problem.
 
     Args:
         model (nn.Module): the model (activation-checkpoint wrappers are transparent).
         state_dict (Dict[str, Any]): weights in the model's key layout.
-        strict (bool): raise on missing or unexpected keys. Default True.
+        strict (bool): raise on missing or unexpected keys and shape mismatches. Default True.
+        source (Optional[str]): where the weights came from, quoted in the error.
 
     Raises:
-        ValueError: with ``strict``, listing (up to 10 of) the missing and unexpected keys.
-        RuntimeError: from torch when a tensor's shape does not match its parameter.
+        ValueError: with ``strict``, naming missing and unexpected keys and each mismatched
+            parameter with both shapes (see ``validate_state_dict``).
     """
-    result = model.load_state_dict(state_dict, strict=False)
-    if strict and (result.missing_keys or result.unexpected_keys):
-        raise ValueError(
-            f"Checkpoint does not match {type(model).__name__}: "
-            f"{len(result.missing_keys)} missing keys {_head(result.missing_keys)}, "
-            f"{len(result.unexpected_keys)} unexpected keys {_head(result.unexpected_keys)}. "
-            "Check that the model builder matches the checkpoint (size, vocabulary, model_type)"
-        )
-
-
-def _head(keys: list, n: int = 10) -> str:
-    return str(keys[:n])[:-1] + (", ...]" if len(keys) > n else "]")
+    if strict:
+        validate_state_dict(model, state_dict, source=source)
+    model.load_state_dict(state_dict, strict=strict)

@@ -17,13 +17,16 @@ from torchtune.training.checkpointing._constants import (
     MODEL_KEY,
     RECIPE_STATE_DIRNAME,
     RECIPE_STATE_FNAME,
+    SAVED_DIR_KEY,
     SAVED_EPOCH_KEY,
+    STEP_DIR_PREFIX,
     WEIGHT_KEYS,
 )
 from torchtune.training.checkpointing._files import (
     CheckpointFiles,
     expand_checkpoint_files,
     pick_resume_dir,
+    prune_step_dirs,
     resolve_path,
 )
 from torchtune.training.checkpointing._io import (
@@ -161,7 +164,8 @@ class _Checkpointer(ABC):
         """
         recipe_state = self._load_recipe_state() if self._resume else {}
         saved_epoch = recipe_state.pop(SAVED_EPOCH_KEY, None)
-        epoch_dir = pick_resume_dir(self._output_dir, saved_epoch) if self._resume else None
+        saved_dir = recipe_state.pop(SAVED_DIR_KEY, None)
+        epoch_dir = pick_resume_dir(self._output_dir, saved_epoch, saved_dir) if self._resume else None
         adapter_path = self._adapter_path(epoch_dir)
         from_epoch = (
             epoch_dir if epoch_dir is not None and adapter_path is None and self._has_model(epoch_dir) else None
@@ -189,9 +193,13 @@ class _Checkpointer(ABC):
         epoch: int,
         intermediate_checkpoint: bool = False,
         adapter_only: bool = False,
+        *,
+        step: Optional[int] = None,
+        keep_last_n_checkpoints: Optional[int] = None,
     ) -> List[Path]:
-        """Write ``output_dir/epoch_{epoch}/`` (weights; adapter in ``adapter/``) and, for
-        intermediate checkpoints, ``output_dir/recipe_state/recipe_state.pt``.
+        """Write ``output_dir/epoch_{epoch}/`` (or ``output_dir/step_{step}/`` for a mid-epoch save;
+        weights, adapter in ``adapter/``) and, for intermediate checkpoints,
+        ``output_dir/recipe_state/recipe_state.pt`` recording which folder it belongs to.
 
         The epoch folder is built under a hidden temporary name and swapped in whole, and the recipe
         state is written to a temporary file and renamed, so a crash never leaves a partial
@@ -204,6 +212,9 @@ class _Checkpointer(ABC):
             epoch (int): epoch number used in the folder name.
             intermediate_checkpoint (bool): also write recipe state for resuming. Default False.
             adapter_only (bool): write only the adapter. Default False.
+            step (Optional[int]): global step of a mid-epoch save; names the folder ``step_{step}``.
+            keep_last_n_checkpoints (Optional[int]): after a successful save, delete all but the
+                newest N ``step_*`` folders (epoch folders are kept). Default None (keep all).
 
         Returns:
             List[Path]: the files written, at their final paths.
@@ -217,7 +228,8 @@ class _Checkpointer(ABC):
             raise ValueError(f"adapter_only=True but state_dict has no {ADAPTER_KEY!r} key")
         if not adapter_only and MODEL_KEY not in state_dict:
             raise ValueError(f"state_dict has no {MODEL_KEY!r} key (pass adapter_only=True to save only the adapter)")
-        final = self._output_dir / f"{EPOCH_DIR_PREFIX}{epoch}"
+        name = f"{EPOCH_DIR_PREFIX}{epoch}" if step is None else f"{STEP_DIR_PREFIX}{step}"
+        final = self._output_dir / name
         with staged_dir(final) as stage:
             staged: List[Path] = []
             if not adapter_only:
@@ -230,10 +242,15 @@ class _Checkpointer(ABC):
         if intermediate_checkpoint:
             recipe_state = {k: v for k, v in state_dict.items() if k not in WEIGHT_KEYS}
             recipe_state[SAVED_EPOCH_KEY] = epoch
+            recipe_state[SAVED_DIR_KEY] = name
             save_torch(recipe_state, self.recipe_checkpoint_path)
             written.append(self.recipe_checkpoint_path)
         for path in written:
             log.info(f"Saved {path} ({format_size(path.stat().st_size)})")
+        if keep_last_n_checkpoints is not None:
+            # Only after the recipe state points at the new folder may older ones go.
+            for old in prune_step_dirs(self._output_dir, keep_last_n_checkpoints, keep=final):
+                log.info(f"Removed old checkpoint {old}")
         return written
 
     def _copy_companions(self, names, folder: Path) -> List[Path]:

@@ -20,9 +20,11 @@ RECIPE_STATE_FNAME = "recipe_state.pt"
 ADAPTER_DIRNAME = "adapter"
 ADAPTER_MODEL_FNAME = "adapter_model"  # + ".pt" (torchtune keys) / ".safetensors" (PEFT keys)
 EPOCH_DIR_PREFIX = "epoch_"
+STEP_DIR_PREFIX = "step_"  # mid-epoch checkpoints (``save_every_n_steps``)
 
-# Written into recipe state: which epoch folder it belongs to (not handed back to recipes).
+# Written into recipe state: which checkpoint folder it belongs to (not handed back to recipes).
 SAVED_EPOCH_KEY = "_checkpoint_epoch"
+SAVED_DIR_KEY = "_checkpoint_dir"
 
 # Keys that are weights, never recipe state.
 WEIGHT_KEYS = (MODEL_KEY, ADAPTER_KEY, ADAPTER_CONFIG)

@@ -2,13 +2,15 @@
 
 import json
 import re
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
-from torchtune.training.checkpointing._constants import EPOCH_DIR_PREFIX
+from torchtune.training.checkpointing._constants import EPOCH_DIR_PREFIX, STEP_DIR_PREFIX
 
 _EPOCH_DIR = re.compile(rf"^{EPOCH_DIR_PREFIX}(\d+)$")
+_STEP_DIR = re.compile(rf"^{STEP_DIR_PREFIX}(\d+)$")
 # Looked for, in order, when no checkpoint_files are given.
 _HF_DEFAULT_FILES = (
     "model.safetensors.index.json",
@@ -132,19 +134,54 @@ def epoch_dirs(output_dir: Path) -> Dict[int, Path]:
     return out
 
 
-def pick_resume_dir(output_dir: Path, saved_epoch: Optional[int]) -> Optional[Path]:
-    """The epoch folder a resumed run continues from.
+def step_dirs(output_dir: Path) -> Dict[int, Path]:
+    """Complete ``step_{N}`` folders (mid-epoch checkpoints) under ``output_dir``, by step."""
+    if not Path(output_dir).is_dir():
+        return {}
+    return {
+        int(child.name[len(STEP_DIR_PREFIX):]): child
+        for child in Path(output_dir).iterdir()
+        if child.is_dir() and _STEP_DIR.match(child.name)
+    }
 
-    Prefers ``epoch_{saved_epoch}``, the folder saved together with the recipe state (a crash
-    between writing a newer folder and its recipe state must not pair them), else the newest.
+
+def prune_step_dirs(output_dir: Path, keep_last_n: int, keep: Optional[Path] = None) -> List[Path]:
+    """Delete all but the newest ``keep_last_n`` ``step_{N}`` folders (never ``keep``).
+
+    Returns:
+        List[Path]: the folders removed.
+    """
+    if keep_last_n < 1:
+        raise ValueError(f"keep_last_n_checkpoints must be >= 1, got {keep_last_n}")
+    dirs = step_dirs(output_dir)
+    removed = []
+    for step in sorted(dirs)[:-keep_last_n]:
+        if keep is not None and dirs[step] == keep:
+            continue
+        shutil.rmtree(dirs[step])
+        removed.append(dirs[step])
+    return removed
+
+
+def pick_resume_dir(
+    output_dir: Path, saved_epoch: Optional[int], saved_dir: Optional[str] = None
+) -> Optional[Path]:
+    """The checkpoint folder a resumed run continues from.
+
+    Prefers the folder saved together with the recipe state (``saved_dir``, or ``epoch_{saved_epoch}``
+    for states written before folders were recorded): a crash between writing a newer folder and
+    its recipe state must not pair them. Otherwise the newest epoch folder.
 
     Args:
         output_dir (Path): the run's output folder.
         saved_epoch (Optional[int]): epoch recorded in the recipe state, if any.
+        saved_dir (Optional[str]): folder name recorded in the recipe state, if any.
 
     Returns:
         Optional[Path]: the folder, or None when there is none.
     """
+    if saved_dir is not None and (Path(output_dir) / saved_dir).is_dir():
+        return Path(output_dir) / saved_dir
     dirs = epoch_dirs(output_dir)
     if saved_epoch in dirs:
         return dirs[saved_epoch]

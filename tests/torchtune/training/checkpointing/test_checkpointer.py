@@ -288,3 +288,26 @@ def test_torchtune_checkpointer_refuses_duplicate_keys(tmp_path):
     torch.save({"norm.scale": torch.ones(4)}, ckpt_dir / "b.pt")
     with pytest.raises(ValueError, match=r"norm\.scale.*a\.pt.*b\.pt"):
         FullModelTorchTuneCheckpointer(ckpt_dir, ["a.pt", "b.pt"], "LLAMA2", tmp_path / "o").load_checkpoint()
+
+
+def test_step_folders_resume_from_their_own_folder_and_prune(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    model = llama2(**TINY_LLAMA)
+    torch.save(model.state_dict(), src / "model.pt")
+    out = tmp_path / "out"
+    ckpt = FullModelTorchTuneCheckpointer(src, ["model.pt"], "LLAMA2", out)
+    saved = {}
+    for step in (2, 4, 6):
+        sd = {k: torch.full_like(v, float(step)) for k, v in model.state_dict().items()}
+        saved[step] = sd
+        ckpt.save_checkpoint({MODEL_KEY: sd, SEED_KEY: 0, STEPS_KEY: step}, epoch=0,
+                             intermediate_checkpoint=True, step=step, keep_last_n_checkpoints=2)
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith("step_")) == ["step_4", "step_6"]
+
+    resumed = FullModelTorchTuneCheckpointer(src, ["model.pt"], "LLAMA2", out, resume_from_checkpoint=True)
+    state = resumed.load_checkpoint()
+    assert state[STEPS_KEY] == 6
+    key = "tok_embeddings.weight"
+    torch.testing.assert_close(state[MODEL_KEY][key], saved[6][key])
+    assert "_checkpoint_dir" not in state and "_checkpoint_epoch" not in state

@@ -1,0 +1,1 @@
+"""The ``tune`` command line: ``tune ls | cp | cat | validate | run | download``. See docs/cli.md."""

@@ -1,0 +1,24 @@
+"""YAML configs for recipes: load, override from the command line, validate, instantiate.
+
+A config node with a ``_component_`` key names a class or function by dotted path; its other
+keys are that callable's keyword arguments. See docs/config.md.
+"""
+
+from torchtune.config._errors import ConfigError, InstantiationError
+from torchtune.config._instantiate import instantiate
+from torchtune.config._loading import find_config_file, load_config
+from torchtune.config._log_config import log_config
+from torchtune.config._parse import apply_overrides, parse
+from torchtune.config._validate import validate
+
+__all__ = [
+    "ConfigError",
+    "InstantiationError",
+    "apply_overrides",
+    "find_config_file",
+    "instantiate",
+    "load_config",
+    "log_config",
+    "parse",
+    "validate",
+]

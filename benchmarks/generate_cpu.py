@@ -161,8 +161,9 @@ def _table(results: List[Dict], compiled: bool) -> str:
     for r in sorted(results, key=lambda r: (r["dtype"], r["batch"], r["impl"] != "ours")):
         other = by_key.get(("hf", r["dtype"], r["batch"]))
         same = _first_mismatch(r["tokens"], other["tokens"]) if r["impl"] == "ours" and other else ""
-        lines.append(f"| {ours_name if r['impl'] == 'ours' else 'transformers'} | {r['dtype']} | {r['batch']} | "
-                     f"{r['decode_tok_s']:.1f} | {r['decode_tok_cpu_s']:.1f} | {r['total_s']:.2f} | {r['peak_rss_mib']:.0f} | {same} |")
+        name = ours_name if r["impl"] == "ours" else "transformers"
+        lines.append(f"| {name} | {r['dtype']} | {r['batch']} | {r['decode_tok_s']:.1f} | "
+                     f"{r['decode_tok_cpu_s']:.1f} | {r['total_s']:.2f} | {r['peak_rss_mib']:.0f} | {same} |")
     return "\n".join(lines)
 
 
@@ -204,7 +205,8 @@ def main() -> None:
                         r = json.loads(line)
                         results.append(r)
                         print(f"  {r['impl']:5s} {r['dtype']} batch {r['batch']}: "
-                              f"{r['decode_tok_s']:.1f} decode tok/s, {r['decode_tok_cpu_s']:.1f} per CPU-s", flush=True)
+                              f"{r['decode_tok_s']:.1f} decode tok/s, {r['decode_tok_cpu_s']:.1f} per CPU-s",
+                              flush=True)
     print(_table(results, args.compile))
 
 

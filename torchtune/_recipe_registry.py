@@ -81,7 +81,7 @@ _REGISTRY: List[Recipe] = [
     Recipe(
         name="lora_finetune_single_device",
         file_path="lora_finetune_single_device.py",
-        configs=_llama2("7B_lora_single_device", "7B_qlora_single_device")
+        configs=_llama2("7B_lora_single_device", "7B_qlora_single_device", "13B_qlora_single_device")
         + [Config(name="demo/tiny_llama_lora", file_path="demo/tiny_llama_lora.yaml")],
         supports_distributed=False,
     ),

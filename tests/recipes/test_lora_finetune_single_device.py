@@ -19,7 +19,7 @@ def _lora_args(assets, out, *extra):
     return ["run", "lora_finetune_single_device", "--config", CONFIG, *common_overrides(assets, out),
             *model_overrides(), "model.lora_attn_modules=[q_proj,v_proj,output_proj]", "model.apply_lora_to_mlp=True",
             "model.lora_rank=8", "model.lora_alpha=16", "batch_size=4", "gradient_accumulation_steps=1",
-            "optimizer.lr=1e-2", "optimizer.fused=False", *extra]
+            "optimizer.lr=1e-2", "optimizer.fused=False", "lr_scheduler.num_warmup_steps=0", *extra]
 
 
 @pytest.fixture(scope="module")

@@ -68,7 +68,6 @@ def common_overrides(assets: Dict[str, Path], output_dir: Path) -> List[str]:
         "log_every_n_steps=1",
         "metric_logger._component_=torchtune.training.metric_logging.DiskLogger",
         f"metric_logger.log_dir={output_dir}/logs",
-        "lr_scheduler.num_warmup_steps=0",
         "compile=False",
     ]
 

@@ -34,7 +34,7 @@ def prepare(output_dir: Path) -> None:
 
 def answer(output_dir: Path, epoch: int = 0) -> None:
     """Greedy answers of the fine-tuned (merged) model to ``PROMPTS``."""
-    from torchtune.data import AlpacaInstructTemplate, Message
+    from torchtune.data import AlpacaToMessages
     from torchtune.generation import generate
     from torchtune.models.llama2 import llama2, llama2_tokenizer
     from torchtune.training import FullModelHFCheckpointer
@@ -46,10 +46,12 @@ def answer(output_dir: Path, epoch: int = 0) -> None:
     model = llama2(**DEMO_MODEL).eval()
     model.load_state_dict(ckpt.load_checkpoint()["model"])
     tokenizer = llama2_tokenizer(str(output_dir / "base" / "tokenizer.model"))
-    template = AlpacaInstructTemplate()
+    # The same message transform and tokenizer (with its default prompt template) as training,
+    # minus the answer: the model continues after the prompt exactly where it learned to answer.
+    to_messages = AlpacaToMessages()
     for prompt in PROMPTS:
-        messages = template([Message(role="user", content=prompt), Message(role="assistant", content="")])
-        tokens, _ = tokenizer.tokenize_messages(messages[:1], add_end_tokens=False)
+        messages = to_messages({"instruction": prompt, "input": "", "output": ""})["messages"]
+        tokens = tokenizer({"messages": messages[:1]}, inference=True)["tokens"]
         out, _ = generate(model, torch.tensor([tokens]), max_generated_tokens=24, pad_id=0,
                           temperature=0.0, stop_tokens=[tokenizer.eos_id])
         reply = tokenizer.decode(out[0, len(tokens):].tolist())

@@ -110,7 +110,12 @@ def _run_distributed(args: argparse.Namespace, path: Path, recipe_args: List[str
     try:
         torchrun(args)
     except ChildFailedError as err:
-        print(err, file=sys.stderr)
+        # The failing rank printed its own error; torchrun's report would only point elsewhere.
+        first_rank, first = err.get_first_failure()
+        others = sorted(r for r in err.failures if r != first_rank)
+        also = f"; rank(s) {', '.join(map(str, others))} stopped too" if others else ""
+        print(f"tune run: {path.stem} failed: rank {first_rank} exited first with code {first.exitcode}{also} "
+              "(its error is shown above)", file=sys.stderr)
         return 1
     return 0
 

@@ -9,7 +9,23 @@ from torchtune.training._activation_offloading import (
     OffloadActivations,
 )
 from torchtune.training._compile import compile_loss, compile_model
-from torchtune.training._distributed import get_world_size_and_rank, is_distributed
+from torchtune.training._distributed import (
+    broadcast_object,
+    get_distributed_backend,
+    get_world_size_and_rank,
+    init_distributed,
+    is_distributed,
+    record_rank_errors,
+    set_torch_num_threads,
+)
+from torchtune.training._distributed_state import (
+    gather_cpu_state_dict,
+    get_full_optimizer_state_dict,
+    get_initial_adapter_state_dict,
+    load_from_full_model_state_dict,
+    load_from_full_optimizer_state,
+)
+from torchtune.training._fsdp import get_shard_conditions, shard_model, validate_no_params_on_meta_device
 from torchtune.training._grad_accumulation import (
     check_loss_finite,
     count_trained_tokens,
@@ -83,6 +99,7 @@ __all__ = [
     "OptimizerInBackwardWrapper",
     "StatefulDistributedSampler",
     "apply_selective_activation_checkpointing",
+    "broadcast_object",
     "check_loss_finite",
     "cleanup_before_training",
     "compile_loss",
@@ -91,21 +108,33 @@ __all__ = [
     "create_optim_in_bwd_wrapper",
     "get_act_offloading_ctx_manager",
     "get_cosine_schedule_with_warmup",
+    "gather_cpu_state_dict",
+    "get_distributed_backend",
     "get_dtype",
+    "get_full_optimizer_state_dict",
+    "get_initial_adapter_state_dict",
     "get_lr",
     "get_memory_stats",
+    "get_shard_conditions",
     "get_world_size_and_rank",
+    "init_distributed",
     "is_distributed",
+    "load_from_full_model_state_dict",
+    "load_from_full_optimizer_state",
     "load_model_state_dict",
     "log_memory_stats",
+    "record_rank_errors",
     "register_optim_in_bwd_hooks",
     "scale_grads",
     "set_activation_checkpointing",
     "set_default_dtype",
     "set_seed",
+    "set_torch_num_threads",
+    "shard_model",
     "setup_torch_profiler",
     "shift_labels",
     "validate_expected_param_dtype",
+    "validate_no_params_on_meta_device",
     "validate_state_dict",
     "verify_bf16_support",
 ]

@@ -1,3 +1,5 @@
+import pytest
+import torch
 import torch.distributed as dist
 
 from torchtune.training import get_world_size_and_rank, is_distributed
@@ -29,3 +31,63 @@ def test_initialised_single_rank_group(tmp_path):
         assert not is_distributed()
     finally:
         dist.destroy_process_group()
+
+
+def test_backend_follows_the_device():
+    from torchtune.training import get_distributed_backend
+
+    assert get_distributed_backend("cuda") == "nccl"
+    assert get_distributed_backend("cpu") == "gloo"
+    assert get_distributed_backend("cuda", offload_ops_to_cpu=True) == "cuda:nccl,cpu:gloo"
+    assert get_distributed_backend("cpu", offload_ops_to_cpu=True) == "gloo"
+    with pytest.raises(ValueError, match="'tpu'"):
+        get_distributed_backend("tpu")
+
+
+def test_init_without_launcher_makes_a_one_process_group(monkeypatch):
+    from torchtune.training import broadcast_object, init_distributed, record_rank_errors
+
+    for key in _ENV:
+        monkeypatch.delenv(key, raising=False)
+    with record_rank_errors():
+        assert init_distributed(backend="gloo", timeout=30)
+        assert get_world_size_and_rank() == (1, 0)
+        assert broadcast_object({"a": 1}) == {"a": 1}
+        with pytest.raises(RuntimeError, match="already initialised"):
+            init_distributed(backend="gloo")
+    assert not dist.is_initialized()  # torn down on success
+
+
+def test_errors_are_reported_once_and_exit_with_status_1(monkeypatch, capsys):
+    from torchtune.training import init_distributed, record_rank_errors
+
+    for key in _ENV:
+        monkeypatch.delenv(key, raising=False)
+    with pytest.raises(SystemExit) as exit_info:
+        with record_rank_errors():
+            init_distributed(backend="gloo")
+            message = "checkpoint shard not found: " + "model-2.safetensors"  # not on the traceback's source line
+            raise FileNotFoundError(message)
+    assert exit_info.value.code == 1
+    assert not dist.is_initialized()
+    err = capsys.readouterr().err
+    assert err.count("checkpoint shard not found: model-2.safetensors") == 1 and "Traceback" in err
+
+    # Before the process group exists, only the first process of each machine reports.
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    with pytest.raises(SystemExit):
+        with record_rank_errors():
+            raise ValueError("bad config value")
+    assert "bad config value" not in capsys.readouterr().err
+
+
+def test_threads_are_shared_between_local_ranks(monkeypatch):
+    from torchtune.training import set_torch_num_threads
+
+    before = torch.get_num_threads()
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "64")  # more ranks than cores: at least one thread each
+    try:
+        set_torch_num_threads()
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

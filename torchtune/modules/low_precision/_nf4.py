@@ -37,8 +37,20 @@ def is_nf4(tensor: Any) -> bool:
 
 
 def dequantize(tensor: torch.Tensor) -> torch.Tensor:
-    """The dense weight an NF4 tensor stands for, in its original dtype; other tensors unchanged."""
-    return tensor.get_original_weight() if is_nf4(tensor) else tensor
+    """The dense weight an NF4 tensor stands for, in its original dtype; other tensors unchanged.
+
+    A DTensor whose shard is NF4 (an FSDP-sharded QLoRA weight) becomes a DTensor of dense
+    shards with the same placement: 4-bit blocks never straddle shards, so each shard
+    dequantizes on its own.
+    """
+    if is_nf4(tensor):
+        return tensor.get_original_weight()
+    if type(tensor).__name__ == "DTensor" and is_nf4(tensor.to_local()):
+        from torch.distributed.tensor import DTensor  # deferred: only sharded models get here
+
+        return DTensor.from_local(tensor.to_local().get_original_weight(), tensor.device_mesh, tensor.placements,
+                                  run_check=False, shape=tensor.shape, stride=tensor.stride())
+    return tensor
 
 
 def _scaler_block_size(numel: int) -> int:

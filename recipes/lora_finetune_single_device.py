@@ -163,8 +163,12 @@ class LoRAFinetuneRecipeSingleDevice:
         base_state_dict: Dict[str, torch.Tensor],
         adapter_state_dict: Optional[Dict[str, torch.Tensor]],
     ) -> torch.nn.Module:
-        with training.set_default_dtype(self._dtype), self._device:
-            model = config.instantiate(cfg_model)
+        # The random init of the base weights (overwritten below) must not consume the global
+        # generator: fresh adapters then get exactly the numbers the distributed recipe draws.
+        with torch.random.fork_rng(devices=[]):
+            with training.set_default_dtype(self._dtype), self._device:
+                model = config.instantiate(cfg_model)
+        fresh_adapters = training.get_initial_adapter_state_dict(model) if adapter_state_dict is None else None
         self._lora_rank = cfg_model.lora_rank
         self._lora_alpha = cfg_model.lora_alpha
         self._lora_attn_modules = list(cfg_model.lora_attn_modules)
@@ -179,6 +183,7 @@ class LoRAFinetuneRecipeSingleDevice:
         if adapter_state_dict is not None:
             lora_missing, lora_unexpected = model.load_state_dict(adapter_state_dict, strict=False)
         else:
+            model.load_state_dict(fresh_adapters, strict=False)
             # DoRA magnitudes start from the loaded base weights' row norms.
             for m in model.modules():
                 if hasattr(m, "initialize_dora_magnitude"):

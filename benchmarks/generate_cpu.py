@@ -1,29 +1,34 @@
 """Greedy decoding speed on CPU: ``torchtune.generation.generate`` against ``transformers`` ``generate``.
 
 Both run the same random-init ~58M-parameter Llama (vocab 32000, dim 512, 8 layers, 8 heads,
-ffn 1376), saved once with ``save_pretrained`` and loaded by each side. Every (implementation,
-dtype) pair runs in its own subprocess so that its peak RSS is its own.
+ffn 1376), saved once with ``save_pretrained`` and loaded by each side.
 
-Decode tokens/s excludes the prefill: ``b * (n - 1) / (t(n) - t(1))`` where ``t(k)`` is the best
-wall time of generating ``k`` tokens. The same ratio over process CPU time ("tok/CPU-s") is
-steadier on a shared machine when run with ``--threads 1`` (time spent descheduled does not
-count). Wall-clock figures on a shared machine are noisy; compare within a run.
+Decode tokens/s is ``b / median(step time)``: each implementation records a timestamp after every
+decode step (a wrapped ``generate_next_token`` for ours, a ``StoppingCriteria`` for
+``transformers``), so the prefill is excluded and the median ignores steps slowed by other
+processes. Both models live in one timing process and their runs alternate (ours, theirs,
+theirs, ours, ...), best of ``--repeats`` each: on a shared machine whose speed drifts, neither
+side gets the quiet phase to itself. "mean tok/s" is ``b * (n - 1) / (t(n) - t(1))`` over whole
+runs (best of the repeats), for reference. Peak RSS comes from one separate process per
+implementation and dtype, reset after loading (Linux), so it is the peak of generating with the
+loaded model at the largest batch.
 
 Usage:
     python benchmarks/generate_cpu.py                     # fp32 and bf16, batch 1 and 4, 128 tokens
+    python benchmarks/generate_cpu.py --threads 1         # steadier on a busy machine
     python benchmarks/generate_cpu.py --compile           # also torch.compile our decode step
-    python benchmarks/generate_cpu.py --dtypes fp32 --batch-sizes 1 --new-tokens 32 --repeats 1
+    python benchmarks/generate_cpu.py --dtypes fp32 --batch-sizes 1 --new-tokens 32 --repeats 2
 """
 
 import argparse
+import gc
 import json
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List
 
 import torch
 
@@ -31,6 +36,7 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 MODEL = dict(vocab_size=32000, hidden_size=512, intermediate_size=1376, num_hidden_layers=8,
              num_attention_heads=8, num_key_value_heads=8, max_position_embeddings=2048,
              rms_norm_eps=1e-5, rope_theta=10000.0)
+Runner = Callable[[torch.Tensor, int, List[float]], torch.Tensor]
 
 
 def _save_model(folder: Path) -> None:
@@ -56,26 +62,18 @@ def _reset_peak_rss() -> bool:
 
 
 def _peak_rss_mib() -> float:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM line in /proc/self/status")
 
 
-def _best_times(fn: Callable[[], torch.Tensor], repeats: int) -> Tuple[float, float]:
-    """Best wall time and best process CPU time of ``fn`` over ``repeats`` runs."""
-    wall, cpu = float("inf"), float("inf")
-    for _ in range(repeats):
-        w0, c0 = time.perf_counter(), time.process_time()
-        fn()
-        wall, cpu = min(wall, time.perf_counter() - w0), min(cpu, time.process_time() - c0)
-    return wall, cpu
+def _median_step(stamps: List[float]) -> float:
+    steps = sorted(b - a for a, b in zip(stamps, stamps[1:]))
+    return steps[len(steps) // 2]
 
 
-def _ours(folder: Path, dtype: torch.dtype, compile_step: bool, cache_len: int):
+def _ours(folder: Path, dtype: torch.dtype, compile_step: bool, cache_len: int) -> Runner:
     from safetensors.torch import load_file
 
     from torchtune.generation import generate, generate_next_token
@@ -92,57 +90,93 @@ def _ours(folder: Path, dtype: torch.dtype, compile_step: bool, cache_len: int):
     model.load_state_dict(state)
     del state
     model.to(dtype).eval()
-    step = torch.compile(generate_next_token, dynamic=False) if compile_step else None
+    step = torch.compile(generate_next_token, dynamic=False) if compile_step else generate_next_token
 
-    def run(prompt: torch.Tensor, n: int) -> torch.Tensor:
+    def run(prompt: torch.Tensor, n: int, stamps: List[float]) -> torch.Tensor:
         b = prompt.shape[0]
         if not model.caches_are_setup() or model.layers[0].attn.kv_cache.batch_size != b:
             if model.caches_are_setup():
                 delete_kv_caches(model)
             # One static cache per batch size, long enough for the longest run.
             model.setup_caches(batch_size=b, dtype=dtype, decoder_max_seq_len=cache_len)
+
+        def timed_step(*args, **kwargs):
+            out = step(*args, **kwargs)
+            stamps.append(time.perf_counter())
+            return out
+
         tokens, _ = generate(model, prompt, max_generated_tokens=n, temperature=0,
-                             custom_generate_next_token=step)
+                             custom_generate_next_token=timed_step)
         return tokens
 
     return run
 
 
-def _hf(folder: Path, dtype: torch.dtype, compile_step: bool, cache_len: int):
-    from transformers import LlamaForCausalLM
+def _hf(folder: Path, dtype: torch.dtype, compile_step: bool, cache_len: int) -> Runner:
+    from transformers import LlamaForCausalLM, StoppingCriteria, StoppingCriteriaList
 
     model = LlamaForCausalLM.from_pretrained(str(folder), dtype=dtype).eval()
 
-    def run(prompt: torch.Tensor, n: int) -> torch.Tensor:
+    class Stamp(StoppingCriteria):  # called once per generated token, never stops
+        def __init__(self, stamps: List[float]) -> None:
+            self.stamps = stamps
+
+        def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
+            self.stamps.append(time.perf_counter())
+            return torch.zeros(input_ids.shape[0], dtype=torch.bool)
+
+    def run(prompt: torch.Tensor, n: int, stamps: List[float]) -> torch.Tensor:
         with torch.no_grad():
             return model.generate(input_ids=prompt, attention_mask=torch.ones_like(prompt), do_sample=False,
-                                  max_new_tokens=n, min_new_tokens=n, pad_token_id=0)
+                                  max_new_tokens=n, min_new_tokens=n, pad_token_id=0,
+                                  stopping_criteria=StoppingCriteriaList([Stamp(stamps)]))
 
     return run
 
 
-def _worker(args: argparse.Namespace) -> None:
-    impl, dtype_name = args.worker
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    runner = {"ours": _ours, "hf": _hf}[impl](Path(args.model_dir), DTYPES[dtype_name], args.compile,
-                                             args.prompt_len + args.new_tokens)
+def _prompt(b: int, length: int) -> torch.Tensor:
+    return torch.randint(3, MODEL["vocab_size"], (b, length), generator=torch.Generator().manual_seed(b))
+
+
+def _timing_worker(args: argparse.Namespace, dtype_name: str) -> None:
+    folder, dtype, cache_len = Path(args.model_dir), DTYPES[dtype_name], args.prompt_len + args.new_tokens
+    runners = {impl: {"ours": _ours, "hf": _hf}[impl](folder, dtype, args.compile, cache_len) for impl in args.impls}
     for b in args.batch_sizes:
-        prompt = torch.randint(3, MODEL["vocab_size"], (b, args.prompt_len),
-                               generator=torch.Generator().manual_seed(b))
-        reset = _reset_peak_rss()
-        runner(prompt, 8)  # warm-up (and compilation when --compile)
-        wall_one, cpu_one = _best_times(lambda: runner(prompt, 1), args.repeats)
-        wall_full, cpu_full = _best_times(lambda: runner(prompt, args.new_tokens), args.repeats)
-        decoded = b * (args.new_tokens - 1)
-        tokens = runner(prompt, args.new_tokens)[:, args.prompt_len:]
-        print(json.dumps({
-            "impl": impl, "dtype": dtype_name, "batch": b,
-            "decode_tok_s": decoded / max(wall_full - wall_one, 1e-9),
-            "decode_tok_cpu_s": decoded / max(cpu_full - cpu_one, 1e-9),
-            "total_s": wall_full, "prefill_s": wall_one,
-            "peak_rss_mib": _peak_rss_mib(), "rss_reset": reset, "tokens": tokens.tolist(),
-        }), flush=True)
+        prompt = _prompt(b, args.prompt_len)
+        for run in runners.values():
+            run(prompt, 8, [])  # warm-up (and compilation when --compile)
+        best = {impl: {"step": float("inf"), "total": float("inf"), "prefill": float("inf")} for impl in runners}
+        tokens = {}
+        for r in range(args.repeats):
+            order = list(runners) if r % 2 == 0 else list(runners)[::-1]
+            for impl in order + order[::-1]:  # each side once early and once late in the repeat
+                stamps: List[float] = []
+                t0 = time.perf_counter()
+                runners[impl](prompt, 1, [])
+                t1 = time.perf_counter()
+                tokens[impl] = runners[impl](prompt, args.new_tokens, stamps)
+                t2 = time.perf_counter()
+                best[impl]["prefill"] = min(best[impl]["prefill"], t1 - t0)
+                best[impl]["total"] = min(best[impl]["total"], t2 - t1)
+                best[impl]["step"] = min(best[impl]["step"], _median_step(stamps))
+        for impl, t in best.items():
+            print(json.dumps({
+                "impl": impl, "dtype": dtype_name, "batch": b, "decode_tok_s": b / t["step"],
+                "mean_tok_s": b * (args.new_tokens - 1) / max(t["total"] - t["prefill"], 1e-9),
+                "total_s": t["total"], "tokens": tokens[impl][:, args.prompt_len:].tolist(),
+            }), flush=True)
+
+
+def _rss_worker(args: argparse.Namespace, impl: str, dtype_name: str) -> None:
+    b = max(args.batch_sizes)
+    run = {"ours": _ours, "hf": _hf}[impl](Path(args.model_dir), DTYPES[dtype_name], False,
+                                           args.prompt_len + args.new_tokens)
+    gc.collect()
+    # The peak of generation with the loaded model, not of each side's way of reading the file.
+    reset = _reset_peak_rss()
+    run(_prompt(b, args.prompt_len), args.new_tokens, [])
+    print(json.dumps({"impl": impl, "dtype": dtype_name, "peak_rss_mib": _peak_rss_mib() if reset else None}),
+          flush=True)
 
 
 def _first_mismatch(a: List[List[int]], b: List[List[int]]) -> str:
@@ -152,19 +186,25 @@ def _first_mismatch(a: List[List[int]], b: List[List[int]]) -> str:
     return "all"
 
 
-def _table(results: List[Dict], compiled: bool) -> str:
+def _table(results: List[Dict], rss: Dict, compiled: bool) -> str:
     by_key = {(r["impl"], r["dtype"], r["batch"]): r for r in results}
     ours_name = "ours (compiled step)" if compiled else "ours"
-    lines = ["| impl | dtype | batch | decode tok/s | decode tok/CPU-s | total s | peak RSS MiB | "
+    lines = ["| impl | dtype | batch | decode tok/s (median step) | mean tok/s | total s | peak RSS MiB | "
              "same greedy tokens as HF |",
              "| --- | --- | --- | ---: | ---: | ---: | ---: | --- |"]
     for r in sorted(results, key=lambda r: (r["dtype"], r["batch"], r["impl"] != "ours")):
         other = by_key.get(("hf", r["dtype"], r["batch"]))
         same = _first_mismatch(r["tokens"], other["tokens"]) if r["impl"] == "ours" and other else ""
         name = ours_name if r["impl"] == "ours" else "transformers"
-        lines.append(f"| {name} | {r['dtype']} | {r['batch']} | {r['decode_tok_s']:.1f} | "
-                     f"{r['decode_tok_cpu_s']:.1f} | {r['total_s']:.2f} | {r['peak_rss_mib']:.0f} | {same} |")
+        peak = rss.get((r["impl"], r["dtype"]))
+        lines.append(f"| {name} | {r['dtype']} | {r['batch']} | {r['decode_tok_s']:.1f} | {r['mean_tok_s']:.1f} | "
+                     f"{r['total_s']:.2f} | {f'{peak:.0f}' if peak else ''} | {same} |")
     return "\n".join(lines)
+
+
+def _run_worker(cmd: List[str]) -> List[Dict]:
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
 
 
 def main() -> None:
@@ -173,41 +213,40 @@ def main() -> None:
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 4])
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--prompt-len", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=2, help="best-of repeats per timing")
+    parser.add_argument("--repeats", type=int, default=3, help="alternating best-of repeats per timing")
     parser.add_argument("--compile", action="store_true", help="torch.compile our decode step")
     parser.add_argument("--impls", nargs="+", default=["ours", "hf"], choices=["ours", "hf"])
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads per worker (default: torch's choice); 1 is steadier on a busy machine")
-    parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        return _worker(args)
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        if args.worker[0] == "timing":
+            return _timing_worker(args, args.worker[1])
+        return _rss_worker(args, args.worker[1], args.worker[2])
 
     threads = args.threads or torch.get_num_threads()
     print(f"torch {torch.__version__}, {threads} threads, prompt {args.prompt_len} tokens, "
           f"{args.new_tokens} new tokens, greedy", flush=True)
-    results = []
+    results, rss = [], {}
     with tempfile.TemporaryDirectory() as folder:
         _save_model(Path(folder))
-        passthrough = ["--batch-sizes", *map(str, args.batch_sizes), "--new-tokens", str(args.new_tokens),
-                       "--prompt-len", str(args.prompt_len), "--repeats", str(args.repeats)]
-        if args.threads:
-            passthrough += ["--threads", str(args.threads)]
+        passthrough = ["--model-dir", folder, "--batch-sizes", *map(str, args.batch_sizes), "--new-tokens",
+                       str(args.new_tokens), "--prompt-len", str(args.prompt_len), "--repeats", str(args.repeats),
+                       "--impls", *args.impls] + (["--threads", str(args.threads)] if args.threads else [])
+        passthrough += ["--compile"] if args.compile else []
         for dtype_name in args.dtypes:
+            for r in _run_worker([sys.executable, __file__, "--worker", "timing", dtype_name, *passthrough]):
+                results.append(r)
+                print(f"  {r['impl']:5s} {r['dtype']} batch {r['batch']}: {r['decode_tok_s']:.1f} decode tok/s",
+                      flush=True)
             for impl in args.impls:
-                cmd = [sys.executable, __file__, "--worker", impl, dtype_name, "--model-dir", folder, *passthrough]
-                if args.compile and impl == "ours":
-                    cmd.append("--compile")
-                out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-                for line in out.splitlines():
-                    if line.startswith("{"):
-                        r = json.loads(line)
-                        results.append(r)
-                        print(f"  {r['impl']:5s} {r['dtype']} batch {r['batch']}: "
-                              f"{r['decode_tok_s']:.1f} decode tok/s, {r['decode_tok_cpu_s']:.1f} per CPU-s",
-                              flush=True)
-    print(_table(results, args.compile))
+                for r in _run_worker([sys.executable, __file__, "--worker", "rss", impl, dtype_name, *passthrough]):
+                    rss[(r["impl"], r["dtype"])] = r["peak_rss_mib"]
+    print(_table(results, rss, args.compile))
 
 
 if __name__ == "__main__":

@@ -81,15 +81,16 @@ def _check_generate_args(
         raise ValueError(f"prompt must have shape [s] or [b, s] with s >= 1, got {tuple(prompt.shape)}")
     # The last generated token is never fed back, so the model sees s + n - 1 positions.
     needed = prompt.shape[1] + max_generated_tokens - 1
+    # Positions must also stay within max_seq_len with a cache: RoPE tables end there.
+    limits = [(getattr(model, "max_seq_len", None), "the model's max_seq_len")]
     if use_cache:
-        limit, what = model.decoder_max_cache_seq_len, "the KV cache length (decoder_max_seq_len)"
-    else:
-        limit, what = getattr(model, "max_seq_len", None), "the model's max_seq_len"
-    if limit is not None and needed > limit:
-        raise ValueError(
-            f"prompt length ({prompt.shape[1]}) + max_generated_tokens ({max_generated_tokens}) - 1 "
-            f"= {needed} exceeds {what} ({limit})"
-        )
+        limits.insert(0, (model.decoder_max_cache_seq_len, "the KV cache length (decoder_max_seq_len)"))
+    for limit, what in limits:
+        if limit is not None and needed > limit:
+            raise ValueError(
+                f"prompt length ({prompt.shape[1]}) + max_generated_tokens ({max_generated_tokens}) - 1 "
+                f"= {needed} exceeds {what} ({limit})"
+            )
 
 
 @torch.no_grad()
@@ -112,6 +113,7 @@ def generate(
     of ``pad_id`` is padding and everything from the first other token on is content (so
     ``pad_id`` inside a prompt is kept as a token). Padding is never attended and the first
     real token of every row gets position 0, so each row decodes exactly as it would alone.
+    ``pad_id`` need not be a valid token id (e.g. -1): the model never reads it.
 
     With the model's KV caches enabled (``model.setup_caches(...)``), the caches are reset, the
     whole prompt is prefilled in one forward and each following step feeds one token. Without
@@ -161,8 +163,13 @@ def generate(
     if not bool(padding_mask[:, -1].all()):
         raise ValueError(f"every prompt row needs at least one token other than pad_id ({pad_id})")
 
-    tokens = torch.full((b, s + n), pad_id, dtype=prompt.dtype, device=device)
+    tokens = torch.full((b, s + n), pad_id, dtype=prompt.dtype, device=device)  # returned
     tokens[:, :s] = prompt
+    # What the model reads. pad_id need not be a valid embedding row (Llama2's tokenizer has
+    # pad_id -1), so padding is read as id 0 and finished rows keep reading their own samples;
+    # the mask hides the former and the outputs of the latter are discarded.
+    inputs = tokens.clone()
+    inputs[:, :s].masked_fill_(~padding_mask, 0)
     next_token_fn = custom_generate_next_token or generate_next_token
     sampling: Dict[str, Any] = {"temperature": temperature, "top_k": top_k}
     if top_p is not None:  # keeps torchtune-style custom_generate_next_token callables working
@@ -186,34 +193,36 @@ def generate(
     done = torch.zeros(b, dtype=torch.bool, device=device)
     check_every = _stop_check_interval(device)
 
-    def noise(vocab_size: int) -> Optional[torch.Tensor]:
-        if temperature == 0:
-            return None
-        return torch.empty(b, vocab_size, device=device).exponential_(1, generator=rng)
-
     # Prefill: the whole prompt in one forward.
-    logits = _logits_tensor(model(prompt, input_pos=first_pos, mask=first_mask))[:, -1]  # [b, v]
+    logits = _logits_tensor(model(inputs[:, :s], input_pos=first_pos, mask=first_mask))[:, -1]  # [b, v]
     vocab_size = logits.shape[-1]
-    token = sample(logits, q=noise(vocab_size), **sampling)  # [b, 1]
+    # Sampling noise: one buffer refilled in place at every step (greedy decoding draws none).
+    q_buffer = None if temperature == 0 else torch.empty(b, vocab_size, device=device)
+
+    def noise() -> Optional[torch.Tensor]:
+        return None if q_buffer is None else q_buffer.exponential_(1, generator=rng)
+
+    token = sample(logits, q=noise(), **sampling)  # [b, 1]
     all_logits = torch.empty(b, n, vocab_size, dtype=logits.dtype, device=device)
 
     steps = 0
     for k in range(n):
         if k > 0:
-            q = noise(vocab_size)
+            q = noise()
             if use_cache:
                 step_mask[:, :, s + k - 1] = True  # the slot the fed token is written to
                 token, step_logits = next_token_fn(
-                    model, step_pos, tokens[:, s + k - 1 : s + k], q, mask=step_mask, **sampling
+                    model, step_pos, inputs[:, s + k - 1 : s + k], q, mask=step_mask, **sampling
                 )
                 step_pos += 1
             else:
                 length = s + k
                 token, step_logits = next_token_fn(
-                    model, full_pos[:, :length], tokens[:, :length], q,
+                    model, full_pos[:, :length], inputs[:, :length], q,
                     mask=full_mask[:, :length, :length], **sampling,
                 )
             logits = step_logits[:, -1]
+        inputs[:, s + k] = token.squeeze(1)
         if stop is not None:
             token = token.masked_fill(done.unsqueeze(1), pad_id)
             done |= torch.isin(token.squeeze(1), stop)

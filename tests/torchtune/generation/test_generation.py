@@ -1,5 +1,7 @@
 """`generate` against `transformers` generate, and its cached, uncached and batched paths against each other."""
 
+import contextlib
+
 import pytest
 import torch
 
@@ -174,6 +176,26 @@ def test_pad_id_inside_a_prompt_is_content(gqa_models):
     assert torch.equal(tokens, expected)
 
 
+@pytest.mark.parametrize("use_cache", [True, False], ids=["cache", "no_cache"])
+def test_negative_pad_id_is_never_fed_to_the_embedding(gqa_models, use_cache, monkeypatch):
+    # Llama2's tokenizer has pad_id -1: padding and finished rows must not index the embedding.
+    _, ours = gqa_models
+    monkeypatch.setattr(generation_module, "_stop_check_interval", lambda device: 4)  # run past the stops
+    batch, _ = _left_pad(_prompts())
+    _with_cache(ours)
+    free, _ = generate(ours, batch, max_generated_tokens=N_NEW, temperature=0)
+    s = batch.shape[1]
+    stop_tokens = sorted({int(free[0, s + 2]), int(free[1, s + 5]), int(free[2, s + 7])})
+    with contextlib.ExitStack() as stack:
+        if not use_cache:
+            stack.enter_context(disable_kv_cache(ours))
+        expected, _ = generate(ours, batch, max_generated_tokens=N_NEW, temperature=0, stop_tokens=stop_tokens)
+        tokens, _ = generate(ours, batch.masked_fill(batch == PAD, -1), max_generated_tokens=N_NEW, temperature=0,
+                             pad_id=-1, stop_tokens=stop_tokens)
+    assert (tokens == -1).any()
+    assert torch.equal(tokens.masked_fill(tokens == -1, PAD), expected)
+
+
 def test_custom_next_token_function_runs_every_decode_step(gqa_models):
     _, ours = gqa_models
     calls = []
@@ -206,6 +228,10 @@ def test_bad_inputs_raise_clear_errors(gqa_models):
         generate(ours, torch.tensor([5, 6, 7]), max_generated_tokens=2, temperature=-0.5)
     with disable_kv_cache(ours), pytest.raises(ValueError, match="max_seq_len"):
         generate(ours, torch.tensor([5, 6, 7]), max_generated_tokens=500)
+    # A cache longer than max_seq_len (128) does not lift the RoPE limit.
+    _with_cache(ours, length=256)
+    with pytest.raises(ValueError, match=r"= 202 exceeds the model's max_seq_len \(128\)"):
+        generate(ours, torch.tensor([5, 6, 7]), max_generated_tokens=200)
 
 
 def test_chunked_output_is_rejected(gqa_models):

@@ -101,7 +101,9 @@ class LoRAFinetuneRecipeSingleDevice:
         elif isinstance(self._loss_fn, CEWithChunkedOutputLoss):
             self._model.set_num_output_chunks(self._loss_fn.num_output_chunks)
 
-        self._sampler, self._dataloader = self._setup_data(cfg.dataset, cfg.shuffle, cfg.batch_size)
+        self._sampler, self._dataloader = self._setup_data(
+            cfg.dataset, cfg.shuffle, cfg.batch_size, group_by_length=cfg.get("group_by_length", False)
+        )
         if self._resume_from_checkpoint:
             self._sampler.load_state_dict(checkpoint[training.DATALOADER_KEY])
         self._val_dataloader = None
@@ -209,7 +211,7 @@ class LoRAFinetuneRecipeSingleDevice:
             training.log_memory_stats(training.get_memory_stats(device=self._device), "after model init")
         return model
 
-    def _setup_data(self, cfg_dataset, shuffle: bool, batch_size: int):
+    def _setup_data(self, cfg_dataset, shuffle: bool, batch_size: int, group_by_length: bool = False):
         if isinstance(cfg_dataset, ListConfig):
             datasets = [config.instantiate(c, self._tokenizer) for c in cfg_dataset]
             dataset = ConcatDataset(datasets)
@@ -217,7 +219,19 @@ class LoRAFinetuneRecipeSingleDevice:
         else:
             dataset = config.instantiate(cfg_dataset, self._tokenizer)
             packed = cfg_dataset.get("packed", False)
-        sampler = training.StatefulDistributedSampler(dataset, num_replicas=1, rank=0, shuffle=shuffle, seed=self.seed)
+        if group_by_length:
+            if packed:
+                raise ValueError("group_by_length=True needs unpacked samples: packs all have the same length; "
+                                 "set dataset.packed=False or group_by_length=False")
+            # One pass over the data for the lengths; batches then pad far less (see LengthGroupedSampler).
+            t0 = time.perf_counter()
+            lengths = [len(dataset[i]["tokens"]) for i in range(len(dataset))]
+            log.info(f"group_by_length: measured {len(lengths)} samples in {time.perf_counter() - t0:.1f} s")
+            sampler = training.LengthGroupedSampler(dataset, lengths, batch_size, num_replicas=1, rank=0,
+                                                    shuffle=shuffle, seed=self.seed)
+        else:
+            sampler = training.StatefulDistributedSampler(dataset, num_replicas=1, rank=0, shuffle=shuffle,
+                                                          seed=self.seed)
         collate = (
             padded_collate_packed
             if packed

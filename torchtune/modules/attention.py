@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from torchtune.modules._sdpa import scaled_dot_product_attention
 from torchtune.modules.attention_utils import _MaskType
 from torchtune.modules.kv_cache import KVCache
 
@@ -151,7 +152,7 @@ class MultiHeadAttention(nn.Module):
 
         if mask is not None and mask.dim() == 3:
             mask = mask[:, None, :, :]  # broadcast over heads
-        out = F.scaled_dot_product_attention(
+        out = scaled_dot_product_attention(
             q,
             k,
             v,

@@ -248,7 +248,9 @@ class TransformerDecoder(nn.Module):
         if self.skip_output_layer:
             output = h
         elif self.num_output_chunks > 0:
-            output = [self.output(chunk) for chunk in h.chunk(self.num_output_chunks, dim=1)]
+            # A sequence slice of [b, s, d] is not contiguous; projecting it as is makes matmul
+            # broadcast (copy) the [vocab, d] weight per batch row. Copying the small chunk avoids that.
+            output = [self.output(chunk.contiguous()) for chunk in h.chunk(self.num_output_chunks, dim=1)]
         else:
             output = self.output(h)
         return hidden + [output] if hidden else output

@@ -36,6 +36,7 @@ from torchtune.training._grad_accumulation import (
 )
 from torchtune.training._model_state import load_model_state_dict
 from torchtune.training._profiler import DEFAULT_PROFILE_DIR, DummyProfiler, setup_torch_profiler
+from torchtune.training._length_grouped_sampler import LengthGroupedSampler
 from torchtune.training._sampler import StatefulDistributedSampler
 from torchtune.training.checkpointing import (
     ADAPTER_CONFIG,
@@ -93,6 +94,7 @@ __all__ = [
     "DEFAULT_PROFILE_DIR",
     "DummyProfiler",
     "GradientAccumulator",
+    "LengthGroupedSampler",
     "NoOpManager",
     "NonFiniteLossError",
     "OffloadActivations",

@@ -6,32 +6,44 @@ import torch.nn.functional as F
 from torch import nn
 
 from torchtune.modules.loss._chunked import check_reduction, reduce_sum, sum_over_chunks
+from torchtune.modules.loss._fused_linear_ce import linear_cross_entropy
 from torchtune.modules.loss.loss_types import SFTLoss
+from torchtune.modules.tied_linear import TiedLinear
 
 
 class LinearCrossEntropyLoss(nn.Module, SFTLoss):
     """Output projection fused with cross-entropy, so full-sequence logits never exist.
 
     The model returns its final hidden states ``[b, s, d]`` instead of logits (``set_model_output``
-    sets ``model.skip_output_layer = True``). The tokens are flattened and split into
-    ``num_output_chunks`` chunks of hidden states; each chunk is projected to ``[n, v]`` logits,
-    upcast to fp32 and reduced, and, during backward, recomputed from its hidden states. Peak memory
-    for the loss is one chunk's logits instead of the whole ``[b, s, v]``. The output weight itself
-    is used whole (never sliced), so no copy of it is made.
+    sets ``model.skip_output_layer = True``). The tokens are flattened (ignored positions dropped,
+    see ``mask_ignored_tokens``) and split into chunks of hidden states; each chunk is projected to
+    ``[n, v]`` logits, upcast to fp32 and reduced. Peak memory for the loss is one chunk's logits
+    instead of the whole ``[b, s, v]``. The output weight is used whole (never sliced or expanded),
+    so no copy of it is made.
+
+    When the projection is a plain bias-free ``nn.Linear`` or a ``TiedLinear`` (the usual case),
+    projection and loss run as one autograd node that computes the gradients of each chunk as soon
+    as its logits exist (``softmax - onehot`` times the weight) and keeps only those: two
+    vocabulary-sized matmuls per chunk instead of three, nothing recomputed. Any other projection
+    (LoRA on the output, NF4, sharded DTensor weights, modules with hooks) is called as a module and
+    its chunks are recomputed in backward under activation checkpointing.
 
     Reductions are the same as ``CEWithChunkedOutputLoss``: ``"mean"`` divides the summed token
     loss by the number of trained tokens, ``"sum"`` leaves that to ``GradientAccumulator``.
 
     Args:
-        num_output_chunks (int): chunks of tokens. Default 8.
+        num_output_chunks (int): chunks of tokens (when ``chunk_size`` is None). Default 8.
         ignore_index (int): label of untrained positions. Default -100.
         mask_ignored_tokens (bool): drop the hidden states of ignored positions before projecting
             them (saves the projection of prompt and padding tokens; costs one host sync).
             Default True.
         reduction (str): default reduction, ``"mean"`` or ``"sum"``. Default ``"mean"``.
+        chunk_size (Optional[int]): tokens per chunk instead of ``num_output_chunks`` equal chunks.
+            Bounds the loss's memory to about ``10 * chunk_size * vocab`` bytes whatever the batch,
+            and keeps matmuls large enough to run efficiently. Default None.
 
     Raises:
-        ValueError: for a non-positive ``num_output_chunks`` or an unknown reduction.
+        ValueError: for a non-positive ``num_output_chunks`` or ``chunk_size``, or an unknown reduction.
     """
 
     def __init__(
@@ -40,10 +52,14 @@ class LinearCrossEntropyLoss(nn.Module, SFTLoss):
         ignore_index: int = -100,
         mask_ignored_tokens: bool = True,
         reduction: str = "mean",
+        chunk_size: Optional[int] = None,
     ) -> None:
         super().__init__()
         if num_output_chunks < 1:
             raise ValueError(f"num_output_chunks must be >= 1, got {num_output_chunks}")
+        if chunk_size is not None and chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1 or None, got {chunk_size}")
+        self.chunk_size = chunk_size
         self.num_output_chunks = num_output_chunks
         self.ignore_index = ignore_index
         self.mask_ignored_tokens = mask_ignored_tokens
@@ -118,6 +134,28 @@ class LinearCrossEntropyLoss(nn.Module, SFTLoss):
         if self.mask_ignored_tokens:
             keep = labels != self.ignore_index
             hidden, labels = hidden[keep], labels[keep]
-        pairs = zip(hidden.chunk(self.num_output_chunks), labels.chunk(self.num_output_chunks))
-        total = sum_over_chunks(self.compute_cross_entropy, pairs)
+        rows = self.chunk_size or max(1, -(-hidden.shape[0] // self.num_output_chunks))
+        weight = self._fusable_weight()
+        if weight is not None:
+            total = linear_cross_entropy(hidden, weight, labels, ignore_index=self.ignore_index, chunk_size=rows)
+        else:
+            total = sum_over_chunks(self.compute_cross_entropy, zip(hidden.split(rows), labels.split(rows)))
         return reduce_sum(total, (labels != self.ignore_index).sum(), reduction)
+
+    def _fusable_weight(self) -> Optional[torch.Tensor]:
+        """The projection's weight if projecting is exactly ``F.linear(x, weight)``, else None."""
+        proj = self.linear_projection
+        if isinstance(proj, TiedLinear):
+            weight = proj.weight
+        elif (
+            type(proj) is nn.Linear
+            and proj.bias is None
+            and not (proj._forward_hooks or proj._forward_pre_hooks)
+        ):
+            weight = proj.weight
+        else:
+            return None
+        # Tensor subclasses (NF4, DTensor under FSDP/TP) need their own module call.
+        if type(weight) not in (torch.Tensor, nn.Parameter):
+            return None
+        return weight

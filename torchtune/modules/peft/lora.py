@@ -104,7 +104,12 @@ class LoRALinear(nn.Module):
         out = self._base_linear(x, self.bias)
         if self.disabled:
             return out
-        return out + self.scaling * self.lora_b(self.lora_a(self.dropout(x)))
+        # The scale is applied to the thin [..., rank] activations, and the update is accumulated
+        # into the base output by the second matmul itself (addmm, beta=1): no [..., out_dim]
+        # temporaries for the product, the scaling or the sum, forward or backward.
+        a = self.lora_a(self.dropout(x)) * self.scaling  # [..., rank]
+        update = torch.addmm(out.reshape(-1, self.out_dim), a.reshape(-1, self.rank), self.lora_b.weight.t())
+        return update.view(out.shape)
 
     def extra_repr(self) -> str:
         return (

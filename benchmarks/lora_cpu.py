@@ -27,6 +27,7 @@ sides. ``--omp-wait-policy inherit`` keeps the caller's setting.
 
 Usage:
     python benchmarks/lora_cpu.py                                   # 4 variants x 3 repeats, 20 steps
+    python benchmarks/lora_cpu.py --variants fp32-mha,fp32-gqa      # a CPU without bf16 instructions
     python benchmarks/lora_cpu.py --variants bf16-mha --repeats 1 --steps 8
     python benchmarks/lora_cpu.py --ours-override loss.num_output_chunks=4   # try a recipe option
 """
@@ -83,7 +84,7 @@ def our_config(work: Path, dtype: str, kv_heads: int, steps: int, out_dir: Path)
                       "weight_decay": TRAIN["weight_decay"]},
         "lr_scheduler": {"_component_": "torchtune.training.lr_schedulers.get_cosine_schedule_with_warmup",
                          "num_warmup_steps": TRAIN["warmup"]},
-        "loss": {"_component_": "torchtune.modules.loss.LinearCrossEntropyLoss", "chunk_size": 128},
+        "loss": {"_component_": "torchtune.modules.loss.LinearCrossEntropyLoss", "chunk_size": 256},
         "epochs": 1, "max_steps_per_epoch": steps, "gradient_accumulation_steps": 1, "clip_grad_norm": None,
         "compile": False, "device": "cpu", "dtype": dtype,
         "enable_activation_checkpointing": False, "enable_activation_offloading": False,
@@ -241,6 +242,8 @@ def main() -> None:
                         help="change our config (repeatable); data keys change both sides' batches")
     parser.add_argument("--omp-wait-policy", default="PASSIVE", choices=["PASSIVE", "ACTIVE", "inherit"],
                         help="OMP_WAIT_POLICY of both sides' processes (default PASSIVE: see the module doc)")
+    parser.add_argument("--allow-emulated-bf16", action="store_true",
+                        help="run bf16 variants even on a CPU without bf16 instructions (very slow)")
     args = parser.parse_args()
     if args.omp_wait_policy != "inherit":
         _CHILD_ENV["OMP_WAIT_POLICY"] = args.omp_wait_policy
@@ -248,6 +251,14 @@ def main() -> None:
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         parser.error(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
+    from torchtune.training import cpu_has_native_bf16
+
+    if any(VARIANTS[v][0] == "bf16" for v in variants) and not (cpu_has_native_bf16() or args.allow_emulated_bf16):
+        parser.error(
+            f"this CPU ({torch.backends.cpu.get_cpu_capability()}) has no bf16 matrix instructions (AVX-512-BF16 "
+            "or AMX): bf16 matmuls are emulated, about 100x slower than fp32, for both sides. Run the fp32 "
+            "variants (--variants fp32-mha,fp32-gqa), or pass --allow-emulated-bf16 to time them anyway"
+        )
     if args.steps < 2:
         parser.error("--steps must be at least 2 (tokens/s is measured over steps 2..N)")
 

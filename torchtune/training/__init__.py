@@ -67,6 +67,7 @@ from torchtune.training.memory import (
     register_optim_in_bwd_hooks,
 )
 from torchtune.training.precision import (
+    cpu_has_native_bf16,
     get_dtype,
     set_default_dtype,
     validate_expected_param_dtype,
@@ -112,6 +113,7 @@ __all__ = [
     "get_cosine_schedule_with_warmup",
     "gather_cpu_state_dict",
     "get_distributed_backend",
+    "cpu_has_native_bf16",
     "get_dtype",
     "get_full_optimizer_state_dict",
     "get_initial_adapter_state_dict",

@@ -50,3 +50,26 @@ def test_validate_expected_param_dtype_names_the_param():
     model[1].bfloat16()
     with pytest.raises(ValueError, match="'1.weight' has dtype torch.bfloat16, expected torch.float32"):
         validate_expected_param_dtype(model.named_parameters(), torch.float32)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_on_a_cpu_without_bf16_instructions_warns_to_use_fp32(monkeypatch, native):
+    warnings = []
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr(precision._log, "warning", warnings.append)
+    assert get_dtype("bf16", device="cpu") == torch.bfloat16
+    assert get_dtype("fp32", device="cpu") == torch.float32
+    if native:
+        assert warnings == []
+    else:
+        assert len(warnings) == 1 and "emulated" in warnings[0] and "dtype=fp32" in warnings[0]
+
+
+def test_cpu_bf16_detection_matches_the_cpu_flags():
+    import pathlib
+
+    flags = pathlib.Path("/proc/cpuinfo")
+    if not flags.exists():
+        pytest.skip("no /proc/cpuinfo")
+    text = flags.read_text()
+    assert precision.cpu_has_native_bf16() == ("avx512_bf16" in text or "amx_tile" in text)

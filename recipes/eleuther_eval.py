@@ -34,7 +34,7 @@ from omegaconf import DictConfig
 
 from torchtune import config, generation, training, utils
 from torchtune.data import Message
-from torchtune.training.quantization import validate_quantized_state_dict
+from torchtune.training.quantization import load_quantized_model
 
 log = utils.get_logger("INFO")
 
@@ -250,11 +250,7 @@ class EleutherEvalRecipe:
         source = str(cfg.checkpointer.checkpoint_dir)
         with training.set_default_dtype(self._dtype), self._device:
             model = config.instantiate(cfg.model)
-        if self._quantizer is not None:
-            model = self._quantizer.quantize(model)
-        validate_quantized_state_dict(model, state_dict, source=source)
-        training.load_model_state_dict(model, state_dict, source=source)
-        model.eval()
+        model = load_quantized_model(model, state_dict, self._quantizer, source=source)
         self._scorer = Scorer(
             model, config.instantiate(cfg.tokenizer), max_seq_length=min(cfg.max_seq_length, model.max_seq_len),
             batch_size=cfg.batch_size, device=self._device, dtype=self._dtype,

@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 
 from torchtune import config, generation, training, utils
 from torchtune.data import Message
-from torchtune.training.quantization import get_model_size_bytes, validate_quantized_state_dict
+from torchtune.training.quantization import get_model_size_bytes, load_quantized_model
 
 log = utils.get_logger("INFO")
 
@@ -49,11 +49,7 @@ class InferenceRecipe:
     def _setup_model(self, cfg_model: DictConfig, state_dict: Dict[str, Any], source: str) -> torch.nn.Module:
         with training.set_default_dtype(self._dtype), self._device:
             model = config.instantiate(cfg_model)
-        if self._quantizer is not None:
-            model = self._quantizer.quantize(model)
-        validate_quantized_state_dict(model, state_dict, source=source)
-        training.load_model_state_dict(model, state_dict, source=source)
-        model.eval()
+        model = load_quantized_model(model, state_dict, self._quantizer, source=source)
         log.info(
             f"Model on {self._device} in {self._dtype}"
             + (f", quantized with {type(self._quantizer).__name__}" if self._quantizer is not None else "")

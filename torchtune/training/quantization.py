@@ -22,7 +22,7 @@ What runs where with torchao 0.18 (checked on an AVX-512 CPU):
 * ``Int8DynActInt4WeightQuantizer``: CPU and CUDA (``IntxUnpackedToInt8Tensor``).
 """
 
-from typing import Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import torch
 from torch import nn
@@ -36,6 +36,8 @@ from torchao.quantization import (
 )
 from torchao.utils import TorchAOBaseTensor
 
+from torchtune.training._model_state import load_model_state_dict
+
 try:  # CPU int4 lives in torchao's prototype namespace in 0.18
     from torchao.prototype.quantization.int4 import PrototypeInt4WeightOnlyConfig
 except ImportError:  # pragma: no cover - depends on the installed torchao
@@ -47,6 +49,7 @@ __all__ = [
     "Int8WeightOnlyQuantizer",
     "get_model_size_bytes",
     "get_quantizer_mode",
+    "load_quantized_model",
     "validate_quantized_state_dict",
 ]
 
@@ -294,3 +297,35 @@ def validate_quantized_state_dict(
     else:
         hint = "the checkpoint was written by a different quantizer (or groupsize) than the config's `quantizer`"
     raise ValueError(f"Quantized weights do not match the model{where}; {hint}:\n  " + "\n  ".join(wrong[:5]))
+
+
+def load_quantized_model(
+    model: nn.Module,
+    state_dict: Dict[str, torch.Tensor],
+    quantizer: Optional[Any] = None,
+    source: Optional[str] = None,
+) -> nn.Module:
+    """Load a float or quantized checkpoint into a freshly built model, in eval mode.
+
+    A quantized checkpoint holds torchao tensors, which load only into weights of the same
+    type; so with ``quantizer`` set the model is quantized *first* (its weights take the
+    checkpoint's types) and then receives the state dict. Types are checked with
+    ``validate_quantized_state_dict``, keys and shapes with ``training.load_model_state_dict``.
+
+    Args:
+        model (nn.Module): the model as built from the config, with real (not meta) weights.
+        state_dict (Dict[str, torch.Tensor]): the checkpoint, in the model's key layout.
+        quantizer (Optional[Any]): the quantizer that wrote the checkpoint, or None for a float one.
+        source (Optional[str]): where the checkpoint came from, quoted in errors.
+
+    Returns:
+        nn.Module: the loaded model (quantized when ``quantizer`` is set), in eval mode.
+
+    Raises:
+        ValueError: if tensor types, keys or shapes do not match the model.
+    """
+    if quantizer is not None:
+        model = quantizer.quantize(model)
+    validate_quantized_state_dict(model, state_dict, source=source)
+    load_model_state_dict(model, state_dict, source=source)
+    return model.eval()

@@ -17,6 +17,7 @@ from torchtune.training.quantization import (
     Int4WeightOnlyQuantizer,
     Int8DynActInt4WeightQuantizer,
     Int8WeightOnlyQuantizer,
+    load_quantized_model,
     validate_quantized_state_dict,
 )
 
@@ -154,3 +155,28 @@ def test_quantizer_modes_name_checkpoint_files():
     assert get_quantizer_mode(Int4WeightOnlyQuantizer()) == "4w"
     assert get_quantizer_mode(Int8DynActInt4WeightQuantizer()) == "8da4w"
     assert get_quantizer_mode(None) is None
+
+
+def _fresh_like(float_model):
+    # Same architecture, other weights: what a recipe builds before loading.
+    model = copy.deepcopy(float_model).train()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.02)
+    return model
+
+
+def test_load_quantized_model_quantizes_before_loading_and_checks_types(float_model):
+    quantized = Int8WeightOnlyQuantizer().quantize(copy.deepcopy(float_model))
+    state_dict = quantized.state_dict()
+    tokens = torch.randint(0, float_model.tok_embeddings.num_embeddings, (2, 12))
+    # A freshly built model takes the quantized checkpoint once quantized with the same quantizer.
+    loaded = load_quantized_model(_fresh_like(float_model), state_dict, Int8WeightOnlyQuantizer(), source="ckpt")
+    assert not loaded.training
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(tokens), quantized.eval()(tokens))
+    # Without the quantizer, or with a float checkpoint for a quantized model: a clear error.
+    with pytest.raises(ValueError, match="the checkpoint is quantized"):
+        load_quantized_model(_fresh_like(float_model), state_dict, None, source="ckpt")
+    with pytest.raises(ValueError, match="the checkpoint is not quantized"):
+        load_quantized_model(_fresh_like(float_model), float_model.state_dict(), Int8WeightOnlyQuantizer())

@@ -28,16 +28,20 @@ class MultiHeadAttention(nn.Module):
         v_proj (nn.Module): ``[b, s, d] -> [b, s, num_kv_heads * head_dim]``.
         output_proj (nn.Module): ``[b, s, num_heads * head_dim] -> [b, s, d]``.
         pos_embeddings (Optional[nn.Module]): applied to q and k as ``[b, s, n_h, h_d]`` with ``input_pos``.
-        q_norm (Optional[nn.Module]): per-head norm of the queries.
-        k_norm (Optional[nn.Module]): per-head norm of the keys.
+        q_norm (Optional[nn.Module]): per-head norm of the queries ``[b, s, n_h, h_d]``, applied
+            before the positional embedding.
+        k_norm (Optional[nn.Module]): per-head norm of the keys, likewise.
         kv_cache (Optional[KVCache]): cache used while ``cache_enabled``.
         max_seq_len (int): longest sequence; also the cache length by default. Default 4096.
         is_causal (bool): causal self-attention when no mask is given. Default True.
         attn_dropout (float): dropout on attention weights during training. Default 0.0.
+        sliding_window (Optional[int]): if set, a query attends only to the ``sliding_window``
+            most recent positions, itself included (key index ``> query index - sliding_window``),
+            on top of the causal or given mask, also while decoding with the cache. Default None.
 
     Raises:
         ValueError: if ``num_heads`` is not divisible by ``num_kv_heads``, ``embed_dim`` not by
-            ``num_heads``, or ``attn_dropout`` is outside ``[0, 1]``.
+            ``num_heads``, ``attn_dropout`` is outside ``[0, 1]`` or ``sliding_window`` is not positive.
     """
 
     def __init__(
@@ -58,6 +62,7 @@ class MultiHeadAttention(nn.Module):
         max_seq_len: int = 4096,
         is_causal: bool = True,
         attn_dropout: float = 0.0,
+        sliding_window: Optional[int] = None,
     ) -> None:
         super().__init__()
         if num_heads % num_kv_heads != 0:
@@ -68,6 +73,8 @@ class MultiHeadAttention(nn.Module):
             raise ValueError(f"embed_dim ({embed_dim}) must be divisible by num_heads ({num_heads})")
         if not 0.0 <= attn_dropout <= 1.0:
             raise ValueError(f"attn_dropout ({attn_dropout}) must be between 0.0 and 1.0")
+        if sliding_window is not None and sliding_window < 1:
+            raise ValueError(f"sliding_window ({sliding_window}) must be a positive number of positions")
         if (q_norm is None) != (k_norm is None):
             raise ValueError("q_norm and k_norm must be given together")
         self.embed_dim = embed_dim
@@ -77,6 +84,7 @@ class MultiHeadAttention(nn.Module):
         self.max_seq_len = max_seq_len
         self.is_causal = is_causal
         self.attn_dropout = attn_dropout
+        self.sliding_window = sliding_window
         self.q_proj = q_proj
         self.k_proj = k_proj
         self.v_proj = v_proj
@@ -139,17 +147,24 @@ class MultiHeadAttention(nn.Module):
         q = self.q_proj(x).view(b, s_x, self.num_heads, self.head_dim)
         k = self.k_proj(y).view(b, s_y, self.num_kv_heads, self.head_dim)
         v = self.v_proj(y).view(b, s_y, self.num_kv_heads, self.head_dim)
+        if self.q_norm is not None:
+            # Before RoPE, as Qwen3, Gemma 3 and OLMo 2 do: the norm's per-channel scale does not
+            # commute with the rotation.
+            q = self.q_norm(q)
+            k = self.k_norm(k)
         if self.pos_embeddings is not None:
             q = self.pos_embeddings(q, input_pos=input_pos)
             k = self.pos_embeddings(k, input_pos=input_pos)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [b, n_h, s, h_d]
-        if self.q_norm is not None:
-            q = self.q_norm(q)
-            k = self.k_norm(k)
 
-        if self.kv_cache is not None and self.cache_enabled:
+        use_cache = self.kv_cache is not None and self.cache_enabled
+        # Index of the first query in the key axis: its cache slot while decoding, else 0.
+        q_start = self.kv_cache.size if use_cache and self.sliding_window is not None else 0
+        if use_cache:
             k, v = self.kv_cache.update(k, v)  # [b, n_kv, max_seq_len, h_d]
 
+        if self.sliding_window is not None:
+            mask = self._windowed_mask(mask, s_x, k.shape[2], q_start, x.device)
         if mask is not None and mask.dim() == 3:
             mask = mask[:, None, :, :]  # broadcast over heads
         out = scaled_dot_product_attention(
@@ -158,8 +173,21 @@ class MultiHeadAttention(nn.Module):
             v,
             attn_mask=mask,
             dropout_p=self.attn_dropout if self.training else 0.0,
-            is_causal=mask is None and self.is_causal and not self.cache_enabled,
+            is_causal=mask is None and self.is_causal and not use_cache,
             enable_gqa=self.num_heads != self.num_kv_heads,
         )  # [b, n_h, s_x, h_d]
         out = out.transpose(1, 2).reshape(b, s_x, self.num_heads * self.head_dim)
         return self.output_proj(out)
+
+    def _windowed_mask(
+        self, mask: Optional[_MaskType], s_q: int, s_kv: int, q_start: int, device: torch.device
+    ) -> torch.Tensor:
+        """``mask`` (or the causal mask) restricted to the sliding window: ``[s_q, s_kv]`` or ``[b, s_q, s_kv]``."""
+        q_idx = torch.arange(q_start, q_start + s_q, device=device)[:, None]
+        k_idx = torch.arange(s_kv, device=device)[None, :]
+        in_window = (q_idx - k_idx < self.sliding_window) & (k_idx - q_idx < self.sliding_window)
+        if mask is None:
+            return in_window & (k_idx <= q_idx) if self.is_causal else in_window
+        if mask.dtype != torch.bool:
+            raise ValueError("sliding_window needs a boolean mask (True = attend)")
+        return mask & in_window

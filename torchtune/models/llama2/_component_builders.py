@@ -1,24 +1,21 @@
-from typing import List, Optional
+"""Llama2 (Touvron et al., 2023): the shared decoder assembly with Llama2's dimensions.
 
-from torch import nn
+Llama2's only quirk is its MLP width rule; everything else is :func:`~torchtune.modules.build_decoder`'s
+default (RMSNorm, SwiGLU, RoPE, no biases, untied output).
+"""
+
+from typing import List, Optional
 
 from torchtune.modules import (
     FeedForward,
-    RMSNorm,
-    RotaryPositionalEmbeddings,
-    TransformerDecoder,
-    TransformerSelfAttentionLayer,
-)
-from torchtune.modules.peft import (
-    LORA_ATTN_MODULES,
     LinearBuilder,
+    TransformerDecoder,
+    build_decoder,
     build_mlp,
-    build_self_attention,
     dense_linear,
     frozen_nf4_linear,
-    get_lora_module_names,
-    lora_linear_builder,
 )
+from torchtune.modules.peft import LORA_ATTN_MODULES, get_lora_linear_builder
 
 
 def scale_hidden_dim_for_mlp(dim: int, multiple_of: int = 256) -> int:
@@ -45,51 +42,16 @@ def llama2_mlp(dim: int, hidden_dim: int, quantize_base: bool = False) -> FeedFo
 def _llama2_decoder(
     linear: LinearBuilder,
     *,
-    vocab_size: int,
-    num_layers: int,
-    num_heads: int,
-    num_kv_heads: int,
     embed_dim: int,
-    max_seq_len: int,
-    attn_dropout: float,
     intermediate_dim: Optional[int],
-    norm_eps: float,
-    rope_base: float,
+    **dims,
 ) -> TransformerDecoder:
     """The Llama2 decoder with every linear layer made by ``linear`` (plain, LoRA or QLoRA)."""
-    if embed_dim % num_heads != 0:
-        raise ValueError(f"embed_dim ({embed_dim}) must be divisible by num_heads ({num_heads})")
-    if num_heads % num_kv_heads != 0:
-        raise ValueError(f"num_heads ({num_heads}) must be divisible by num_kv_heads ({num_kv_heads})")
-    head_dim = embed_dim // num_heads
-    hidden_dim = intermediate_dim or scale_hidden_dim_for_mlp(embed_dim)
-    rope = RotaryPositionalEmbeddings(dim=head_dim, max_seq_len=max_seq_len, base=rope_base)
-    layers = [
-        TransformerSelfAttentionLayer(
-            attn=build_self_attention(
-                linear,
-                embed_dim=embed_dim,
-                num_heads=num_heads,
-                num_kv_heads=num_kv_heads,
-                head_dim=head_dim,
-                pos_embeddings=rope,
-                max_seq_len=max_seq_len,
-                attn_dropout=attn_dropout,
-            ),
-            mlp=build_mlp(linear, dim=embed_dim, hidden_dim=hidden_dim),
-            sa_norm=RMSNorm(embed_dim, eps=norm_eps),
-            mlp_norm=RMSNorm(embed_dim, eps=norm_eps),
-        )
-        for _ in range(num_layers)
-    ]
-    return TransformerDecoder(
-        tok_embeddings=nn.Embedding(vocab_size, embed_dim),
-        layers=nn.ModuleList(layers),
-        max_seq_len=max_seq_len,
-        num_heads=num_heads,
-        head_dim=head_dim,
-        norm=RMSNorm(embed_dim, eps=norm_eps),
-        output=linear("output", embed_dim, vocab_size, False),
+    return build_decoder(
+        linear,
+        embed_dim=embed_dim,
+        intermediate_dim=intermediate_dim or scale_hidden_dim_for_mlp(embed_dim),
+        **dims,
     )
 
 
@@ -126,17 +88,9 @@ def llama2(
         ValueError: if ``embed_dim`` is not divisible by ``num_heads`` or ``num_heads`` not by ``num_kv_heads``.
     """
     return _llama2_decoder(
-        dense_linear,
-        vocab_size=vocab_size,
-        num_layers=num_layers,
-        num_heads=num_heads,
-        num_kv_heads=num_kv_heads,
-        embed_dim=embed_dim,
-        max_seq_len=max_seq_len,
-        attn_dropout=attn_dropout,
-        intermediate_dim=intermediate_dim,
-        norm_eps=norm_eps,
-        rope_base=rope_base,
+        dense_linear, vocab_size=vocab_size, num_layers=num_layers, num_heads=num_heads, num_kv_heads=num_kv_heads,
+        embed_dim=embed_dim, max_seq_len=max_seq_len, attn_dropout=attn_dropout, intermediate_dim=intermediate_dim,
+        norm_eps=norm_eps, rope_base=rope_base,
     )
 
 
@@ -154,12 +108,12 @@ def lora_llama2(
     intermediate_dim: Optional[int] = None,
     attn_dropout: float = 0.0,
     norm_eps: float = 1e-5,
-    rope_base: float = 10000.0,
     lora_rank: int,
     lora_alpha: float,
     lora_dropout: float = 0.0,
     use_dora: bool = False,
     quantize_base: bool = False,
+    rope_base: float = 10000.0,
 ) -> TransformerDecoder:
     """Build a Llama2 decoder with LoRA (or DoRA) adapters on the selected linear layers.
 
@@ -184,12 +138,12 @@ def lora_llama2(
         intermediate_dim (Optional[int]): MLP width; Llama2's rule from ``embed_dim`` if None.
         attn_dropout (float): attention dropout. Default 0.0.
         norm_eps (float): RMSNorm epsilon. Default 1e-5.
-        rope_base (float): RoPE base. Default 10000.0.
         lora_rank (int): adapter rank.
         lora_alpha (float): adapter alpha (updates are scaled by ``alpha / rank``).
         lora_dropout (float): adapter input dropout. Default 0.0.
         use_dora (bool): DoRA instead of LoRA. Default False.
         quantize_base (bool): NF4 base weights (QLoRA). Default False.
+        rope_base (float): RoPE base (an addition to torchtune's signature). Default 10000.0.
 
     Returns:
         TransformerDecoder: the model; adapters start as a no-op (``lora_b`` is zero).
@@ -198,25 +152,12 @@ def lora_llama2(
         ValueError: if ``lora_attn_modules`` has an invalid entry or nothing is adapted, or
             the dimensions are inconsistent.
     """
-    lora_modules = get_lora_module_names(lora_attn_modules, apply_lora_to_mlp, apply_lora_to_output)
-    linear = lora_linear_builder(
-        lora_modules,
-        lora_rank=lora_rank,
-        lora_alpha=lora_alpha,
-        lora_dropout=lora_dropout,
-        use_dora=use_dora,
-        quantize_base=quantize_base,
+    linear = get_lora_linear_builder(
+        lora_attn_modules, apply_lora_to_mlp, apply_lora_to_output, lora_rank=lora_rank, lora_alpha=lora_alpha,
+        lora_dropout=lora_dropout, use_dora=use_dora, quantize_base=quantize_base,
     )
     return _llama2_decoder(
-        linear,
-        vocab_size=vocab_size,
-        num_layers=num_layers,
-        num_heads=num_heads,
-        num_kv_heads=num_kv_heads,
-        embed_dim=embed_dim,
-        max_seq_len=max_seq_len,
-        attn_dropout=attn_dropout,
-        intermediate_dim=intermediate_dim,
-        norm_eps=norm_eps,
-        rope_base=rope_base,
+        linear, vocab_size=vocab_size, num_layers=num_layers, num_heads=num_heads, num_kv_heads=num_kv_heads,
+        embed_dim=embed_dim, max_seq_len=max_seq_len, attn_dropout=attn_dropout, intermediate_dim=intermediate_dim,
+        norm_eps=norm_eps, rope_base=rope_base,
     )

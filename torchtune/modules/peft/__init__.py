@@ -1,11 +1,4 @@
-from torchtune.modules.peft._builders import (
-    LinearBuilder,
-    build_mlp,
-    build_self_attention,
-    dense_linear,
-    frozen_nf4_linear,
-    lora_linear_builder,
-)
+from torchtune.modules.peft._builders import get_lora_linear_builder, lora_linear_builder
 from torchtune.modules.peft._merge import get_merged_lora_ckpt
 from torchtune.modules.peft._utils import (
     LORA_ATTN_MODULES,
@@ -25,15 +18,11 @@ __all__ = [
     "AdapterModule",
     "DoRALinear",
     "LORA_ATTN_MODULES",
-    "LinearBuilder",
     "LoRALinear",
-    "build_mlp",
-    "build_self_attention",
-    "dense_linear",
     "disable_adapter",
-    "frozen_nf4_linear",
     "get_adapter_params",
     "get_adapter_state_dict",
+    "get_lora_linear_builder",
     "get_lora_module_names",
     "get_merged_lora_ckpt",
     "load_dora_magnitudes",

@@ -250,10 +250,21 @@ def test_model_builders_on_meta():
         f"layers.{i}.attn.{m}.lora_{ab}.weight" for i in range(32) for m in ("q_proj", "v_proj") for ab in "ab"
     }
     assert type(lora.layers[0].attn.k_proj) is torch.nn.Linear and lora.layers[0].mlp.w1.rank == 16
+
+def test_qlora_model_builders_pass_quantize_base_and_the_size(monkeypatch):
     # Building QLoRA 7B quantizes 224 weights (seconds even on meta); its layers are covered above
-    # at test size, so check the partial's wiring here.
-    assert qlora_llama2_7b.func is lora_llama2_7b and qlora_llama2_7b.keywords == {"quantize_base": True}
-    assert "quantize_base=True" in qlora_llama2_7b.__doc__ and lora_llama2_7b.__name__ == "lora_llama2_7b"
+    # at test size, so check what the plain-def builders pass to the component builder.
+    import torchtune.models.llama2._model_builders as builders
+
+    calls = []
+    monkeypatch.setattr(builders, "lora_llama2", lambda *args, **kwargs: calls.append((args, kwargs)))
+    qlora_llama2_7b(["q_proj"], lora_rank=4)
+    builders.qlora_llama2_70b(["v_proj"], apply_lora_to_mlp=True)
+    (args7, kw7), (args70, kw70) = calls
+    assert args7 == (["q_proj"], False, False) and kw7["quantize_base"] and kw7["lora_rank"] == 4
+    assert kw7["embed_dim"] == 4096 and kw7["num_layers"] == 32
+    assert args70 == (["v_proj"], True, False) and kw70["quantize_base"] and kw70["num_kv_heads"] == 8
+    assert lora_llama2_7b.__name__ == "lora_llama2_7b" and "QLoRA" in qlora_llama2_7b.__doc__
 
 
 def test_qlora_built_on_meta_then_materialized_matches_a_direct_build():

@@ -1,0 +1,186 @@
+"""One decoder assembly for every Llama-like family.
+
+A family's component builder is its dimensions plus its quirks, passed to :func:`build_decoder`;
+its LoRA, DoRA and QLoRA variants are the same call with another linear builder (see
+:func:`torchtune.modules.peft.get_lora_linear_builder`). ``docs/model_stack.md`` walks through
+adding a family.
+"""
+
+from typing import Callable, List, Optional, Sequence, TypeVar, Union
+
+import torch
+from torch import nn
+
+from torchtune.modules.layer_builders import LinearBuilder, build_mlp, build_self_attention, dense_linear
+from torchtune.modules.position_embeddings import RotaryPositionalEmbeddings
+from torchtune.modules.rms_norm import RMSNorm
+from torchtune.modules.tied_linear import TiedLinear
+from torchtune.modules.transformer import TransformerDecoder, TransformerSelfAttentionLayer
+
+# dim, eps -> norm module over the last dimension
+NormBuilder = Callable[..., nn.Module]
+_T = TypeVar("_T")
+
+
+class ScaledEmbedding(nn.Embedding):
+    """Token embedding whose output is multiplied by a constant (Gemma scales by ``sqrt(dim)``).
+
+    The weight is stored unscaled, as in Hugging Face checkpoints, so a tied output projection
+    and weight conversion see the plain table.
+
+    Args:
+        num_embeddings (int): vocabulary size.
+        embedding_dim (int): model dimension ``d``.
+        scale (float): multiplier of the looked-up vectors.
+    """
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, scale: float) -> None:
+        super().__init__(num_embeddings, embedding_dim)
+        self.scale = scale
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """
+        Args:
+            tokens (torch.Tensor): token ids ``[b, s]``.
+
+        Returns:
+            torch.Tensor: ``[b, s, d]``, scaled in the weight's dtype (as the reference models do).
+        """
+        h = super().forward(tokens)
+        return h * torch.tensor(self.scale, dtype=h.dtype, device=h.device)
+
+
+def _per_layer(value: Union[_T, Sequence[_T]], num_layers: int, name: str) -> List[_T]:
+    """``value`` repeated for every layer, or the given per-layer list after a length check."""
+    if isinstance(value, (list, tuple, nn.ModuleList)):
+        if len(value) != num_layers:
+            raise ValueError(f"{name} has {len(value)} entries, expected one per layer ({num_layers})")
+        return list(value)
+    return [value] * num_layers
+
+
+def build_decoder(
+    linear: LinearBuilder = dense_linear,
+    *,
+    vocab_size: int,
+    num_layers: int,
+    num_heads: int,
+    num_kv_heads: int,
+    embed_dim: int,
+    intermediate_dim: int,
+    max_seq_len: int,
+    head_dim: Optional[int] = None,
+    attn_dropout: float = 0.0,
+    norm_eps: float = 1e-5,
+    norm: NormBuilder = RMSNorm,
+    rope_base: float = 10_000.0,
+    pos_embeddings: Union[None, nn.Module, Sequence[Optional[nn.Module]]] = None,
+    qkv_bias: bool = False,
+    attn_output_bias: bool = False,
+    mlp_bias: bool = False,
+    gated_mlp: bool = True,
+    mlp_activation: Callable[[], nn.Module] = nn.SiLU,
+    qk_norm: bool = False,
+    sliding_window: Union[None, int, Sequence[Optional[int]]] = None,
+    embed_scale: Optional[float] = None,
+    tie_word_embeddings: bool = False,
+) -> TransformerDecoder:
+    """Assemble a pre-norm decoder: embeddings, ``num_layers`` attention + MLP blocks, norm, output.
+
+    Every linear layer (``q_proj``, ``k_proj``, ``v_proj``, ``output_proj``, ``w1``, ``w2``,
+    ``w3``, ``output``) is made by ``linear``, so the same call builds the plain, LoRA, DoRA or
+    QLoRA model. Modules are created in a fixed order (positional embedding, then per layer the
+    attention projections, the MLP and the two norms, then the embedding, final norm and
+    output), so random initialisation is reproducible across families.
+
+    Args:
+        linear (LinearBuilder): ``(name, in_dim, out_dim, bias) -> nn.Module``. Default
+            :func:`~torchtune.modules.layer_builders.dense_linear`.
+        vocab_size (int): number of tokens.
+        num_layers (int): transformer layers.
+        num_heads (int): query heads.
+        num_kv_heads (int): key/value heads (``< num_heads``: GQA; 1: MQA).
+        embed_dim (int): model dimension ``d``.
+        intermediate_dim (int): MLP width.
+        max_seq_len (int): longest sequence (sizes RoPE and the default KV cache).
+        head_dim (Optional[int]): per-head size; ``embed_dim // num_heads`` if None.
+        attn_dropout (float): attention dropout. Default 0.0.
+        norm_eps (float): epsilon of every norm. Default 1e-5.
+        norm (NormBuilder): ``norm(dim, eps=norm_eps)`` builds each norm. Default :class:`RMSNorm`.
+        rope_base (float): RoPE base, used when ``pos_embeddings`` is None. Default 10000.0.
+        pos_embeddings (Union[None, nn.Module, Sequence[Optional[nn.Module]]]): module applied to
+            q and k (shared by all layers), or one per layer (None: no positional embedding in
+            that layer). Default: RoPE over ``head_dim`` with ``rope_base``.
+        qkv_bias (bool): biases on the q/k/v projections (Qwen2). Default False.
+        attn_output_bias (bool): bias on the attention output projection. Default False.
+        mlp_bias (bool): biases on the MLP projections. Default False.
+        gated_mlp (bool): ``w2(act(w1 x) * w3 x)`` (SwiGLU/GeGLU); else ``w2(act(w1 x))``. Default True.
+        mlp_activation (Callable[[], nn.Module]): builds the MLP non-linearity. Default ``nn.SiLU``.
+        qk_norm (bool): normalise queries and keys per head (``norm(head_dim)``) before RoPE.
+            Default False.
+        sliding_window (Union[None, int, Sequence[Optional[int]]]): attention window of every
+            layer, or one entry per layer (None: global attention). Default None.
+        embed_scale (Optional[float]): multiply the token embeddings by this (Gemma:
+            ``sqrt(embed_dim)``). Default None.
+        tie_word_embeddings (bool): the output projection reuses the embedding weight. Default False.
+
+    Returns:
+        TransformerDecoder: the model, randomly initialised (nn defaults).
+
+    Raises:
+        ValueError: if ``num_heads`` is not divisible by ``num_kv_heads``; if ``head_dim`` is None
+            and ``embed_dim`` is not divisible by ``num_heads``; if a per-layer list has the wrong
+            length; or if ``linear`` would put an adapter on a tied output projection.
+    """
+    if num_heads % num_kv_heads != 0:
+        raise ValueError(f"num_heads ({num_heads}) must be divisible by num_kv_heads ({num_kv_heads})")
+    if head_dim is None:
+        if embed_dim % num_heads != 0:
+            raise ValueError(f"embed_dim ({embed_dim}) must be divisible by num_heads ({num_heads})")
+        head_dim = embed_dim // num_heads
+    if tie_word_embeddings and "output" in getattr(linear, "adapted_names", ()):
+        raise ValueError("apply_lora_to_output is not supported with tied embeddings: the output "
+                         "projection is the embedding table; set apply_lora_to_output=False")
+    if pos_embeddings is None:
+        pos_embeddings = RotaryPositionalEmbeddings(dim=head_dim, max_seq_len=max_seq_len, base=rope_base)
+    layer_pos = _per_layer(pos_embeddings, num_layers, "pos_embeddings")
+    layer_window = _per_layer(sliding_window, num_layers, "sliding_window")
+
+    layers = []
+    for pos, window in zip(layer_pos, layer_window):
+        attn = build_self_attention(
+            linear,
+            embed_dim=embed_dim,
+            num_heads=num_heads,
+            num_kv_heads=num_kv_heads,
+            head_dim=head_dim,
+            pos_embeddings=pos,
+            max_seq_len=max_seq_len,
+            attn_dropout=attn_dropout,
+            qkv_bias=qkv_bias,
+            output_bias=attn_output_bias,
+            q_norm=norm(head_dim, eps=norm_eps) if qk_norm else None,
+            k_norm=norm(head_dim, eps=norm_eps) if qk_norm else None,
+            sliding_window=window,
+        )
+        mlp = build_mlp(linear, dim=embed_dim, hidden_dim=intermediate_dim, gated=gated_mlp, bias=mlp_bias,
+                        activation=mlp_activation())
+        layers.append(TransformerSelfAttentionLayer(
+            attn=attn, mlp=mlp, sa_norm=norm(embed_dim, eps=norm_eps), mlp_norm=norm(embed_dim, eps=norm_eps)
+        ))
+    if embed_scale is None:
+        tok_embeddings = nn.Embedding(vocab_size, embed_dim)
+    else:
+        tok_embeddings = ScaledEmbedding(vocab_size, embed_dim, scale=embed_scale)
+    final_norm = norm(embed_dim, eps=norm_eps)
+    output = TiedLinear(tok_embeddings) if tie_word_embeddings else linear("output", embed_dim, vocab_size, False)
+    return TransformerDecoder(
+        tok_embeddings=tok_embeddings,
+        layers=nn.ModuleList(layers),
+        max_seq_len=max_seq_len,
+        num_heads=num_heads,
+        head_dim=head_dim,
+        norm=final_norm,
+        output=output,
+    )
+

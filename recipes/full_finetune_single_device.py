@@ -14,20 +14,17 @@ The algorithm, top to bottom:
 """
 
 import sys
-import time
-from functools import partial
 from typing import Any, Dict, Optional, Tuple
 
 import torch
-from omegaconf import DictConfig, ListConfig, OmegaConf
-from torch.utils.data import ConcatDataset, DataLoader
-from tqdm import tqdm
+from omegaconf import DictConfig
 
 from torchtune import config, modules, training, utils
-from torchtune.data import padded_collate_packed, padded_collate_sft
-from torchtune.modules.loss import CEWithChunkedOutputLoss, SFTLoss
 
 log = utils.get_logger("INFO")
+
+# Top-level config keys this recipe reads (others get a warning).
+CONFIG_KEYS = training.FINETUNE_CONFIG_KEYS | {"optimizer_in_bwd"}
 
 
 class FullFinetuneRecipeSingleDevice:
@@ -43,26 +40,19 @@ class FullFinetuneRecipeSingleDevice:
     def __init__(self, cfg: DictConfig) -> None:
         self._device = utils.get_device(cfg.device)
         self._dtype = training.get_dtype(cfg.dtype, device=self._device)
-        self._output_dir = cfg.output_dir
-        self._log_every_n_steps = cfg.get("log_every_n_steps", 1)
-        self._log_peak_memory_stats = cfg.get("log_peak_memory_stats", False)
-        self._resume_from_checkpoint = cfg.get("resume_from_checkpoint", False)
-        self._gradient_accumulation_steps = cfg.get("gradient_accumulation_steps", 1)
-        self._clip_grad_norm = cfg.get("clip_grad_norm", None)
         self._optimizer_in_bwd = cfg.get("optimizer_in_bwd", False)
-        self._save_every_n_steps = cfg.get("save_every_n_steps", None)
-        self._keep_last_n_checkpoints = cfg.get("keep_last_n_checkpoints", None)
-        self._run_val_every_n_steps = cfg.get("run_val_every_n_steps", None)
-        if self._optimizer_in_bwd and self._gradient_accumulation_steps > 1:
+        self._resume_from_checkpoint = cfg.get("resume_from_checkpoint", False)
+        self._clip_grad_norm = cfg.get("clip_grad_norm", None)
+        if self._optimizer_in_bwd and cfg.get("gradient_accumulation_steps", 1) > 1:
             raise ValueError("optimizer_in_bwd steps inside backward: set gradient_accumulation_steps=1")
         if self._optimizer_in_bwd and self._clip_grad_norm is not None:
             raise ValueError("optimizer_in_bwd cannot clip the global gradient norm: set clip_grad_norm=null")
-        self.seed = training.set_seed(seed=cfg.get("seed", None))
-        self.epochs_run = 0
-        self.total_epochs = cfg.epochs
-        self.max_steps_per_epoch = cfg.get("max_steps_per_epoch", None)
-        self.global_step = 0
-        self._steps_into_epoch = 0
+        self._keep_last_n_checkpoints = cfg.get("keep_last_n_checkpoints", None)
+        self._state = training.RecipeState(
+            seed=training.set_seed(seed=cfg.get("seed", None)),
+            total_epochs=cfg.epochs,
+            max_steps_per_epoch=cfg.get("max_steps_per_epoch", None),
+        )
 
     # ------------------------------------------------------------------ setup
     def setup(self, cfg: DictConfig) -> None:
@@ -70,19 +60,16 @@ class FullFinetuneRecipeSingleDevice:
         self._metric_logger = config.instantiate(cfg.metric_logger)
         self._metric_logger.log_config(cfg)
 
-        self._checkpointer = config.instantiate(
-            cfg.checkpointer, resume_from_checkpoint=self._resume_from_checkpoint
-        )
+        self._checkpointer = config.instantiate(cfg.checkpointer, resume_from_checkpoint=self._resume_from_checkpoint)
         checkpoint = self._checkpointer.load_checkpoint()
-        if self._resume_from_checkpoint:
-            self._restore_progress(checkpoint)
+        resume = checkpoint if self._resume_from_checkpoint else None
+        if resume is not None:
+            self._state.restore(checkpoint)
 
         with training.set_default_dtype(self._dtype), self._device:
             self._model = config.instantiate(cfg.model)
         if cfg.get("enable_activation_checkpointing", False):
-            training.set_activation_checkpointing(
-                self._model, auto_wrap_policy={modules.TransformerSelfAttentionLayer}
-            )
+            training.set_activation_checkpointing(self._model, auto_wrap_policy={modules.TransformerSelfAttentionLayer})
         training.load_model_state_dict(self._model, checkpoint[training.MODEL_KEY])
         self._activations_handling_ctx = training.get_act_offloading_ctx_manager(
             self._model, cfg.get("enable_activation_offloading", False)
@@ -91,75 +78,25 @@ class FullFinetuneRecipeSingleDevice:
             training.compile_model(self._model)
         log.info(f"Model on {self._device} in {self._dtype}: "
                  f"{sum(p.numel() for p in self._model.parameters()):,} parameters")
-        if self._log_peak_memory_stats:
+        if cfg.get("log_peak_memory_stats", False):
             training.log_memory_stats(training.get_memory_stats(device=self._device), "after model init")
 
         self._tokenizer = config.instantiate(cfg.tokenizer)
-        self._setup_optimizer(cfg.optimizer, checkpoint.get(training.OPT_KEY) if self._resume_from_checkpoint else None)
+        self._setup_optimizer(cfg.optimizer, checkpoint.get(training.OPT_KEY) if resume is not None else None)
+        self._loss_fn = training.prepare_loss(config.instantiate(cfg.loss), self._model, compile=cfg.get("compile", False))
 
-        self._loss_fn = config.instantiate(cfg.loss)
-        if cfg.get("compile", False):
-            self._loss_fn = training.compile_loss(self._loss_fn)
-        if isinstance(self._loss_fn, SFTLoss):
-            self._loss_fn.set_model_output(self._model)  # the loss applies the output projection
-        elif isinstance(self._loss_fn, CEWithChunkedOutputLoss):
-            self._model.set_num_output_chunks(self._loss_fn.num_output_chunks)
-
-        self._sampler, self._dataloader = self._setup_data(cfg.dataset, cfg.shuffle, cfg.batch_size)
-        if self._resume_from_checkpoint:
-            self._sampler.load_state_dict(checkpoint[training.DATALOADER_KEY])
-        self._val_dataloader = None
-        if cfg.get("dataset_val") is not None:
-            _, self._val_dataloader = self._setup_data(cfg.dataset_val, False, cfg.batch_size)
-
-        self._steps_per_epoch = len(self._dataloader) // self._gradient_accumulation_steps
-        if self.max_steps_per_epoch is not None:
-            self._steps_per_epoch = min(self._steps_per_epoch, self.max_steps_per_epoch)
-        if self._steps_per_epoch == 0:
-            raise ValueError(
-                f"The dataset gives {len(self._dataloader)} batches of batch_size={cfg.batch_size}, fewer than "
-                f"gradient_accumulation_steps={self._gradient_accumulation_steps}: no optimizer step would run"
-            )
-        self._lr_scheduler = None
-        if cfg.get("lr_scheduler") is not None:
-            self._lr_scheduler = config.instantiate(
-                cfg.lr_scheduler,
-                self._optimizer,
-                num_training_steps=self.total_epochs * self._steps_per_epoch,
-                last_epoch=self.global_step - 1,
-            )
-            if self._resume_from_checkpoint and training.LR_SCHEDULER_KEY in checkpoint:
-                self._lr_scheduler.load_state_dict(checkpoint[training.LR_SCHEDULER_KEY])
-            if self._optimizer_in_bwd:
-                self._optim_ckpt_wrapper.set_lr_scheduler(self._lr_scheduler)
-        self._profiler = self._setup_profiler(cfg.get("profiler", None))
-        if self._resume_from_checkpoint:
-            torch.set_rng_state(checkpoint[training.RNG_KEY])
-
-    def _setup_profiler(self, cfg_profiler: Optional[DictConfig]):
-        if cfg_profiler is None:
-            return training.DummyProfiler()
-        if "_component_" not in cfg_profiler:
-            cfg_profiler = OmegaConf.merge({"_component_": "torchtune.training.setup_torch_profiler"}, cfg_profiler)
-        profiler, _ = config.instantiate(cfg_profiler)
-        return profiler
-
-    def _restore_progress(self, ckpt: Dict[str, Any]) -> None:
-        missing = [k for k in (training.SEED_KEY, training.EPOCHS_KEY, training.TOTAL_EPOCHS_KEY,
-                               training.STEPS_KEY, training.OPT_KEY, training.DATALOADER_KEY) if k not in ckpt]
-        if missing:
-            raise KeyError(
-                f"resume_from_checkpoint=True but the recipe state lacks {missing}; "
-                "point checkpointer.recipe_checkpoint at a recipe_state.pt written by an intermediate save"
-            )
-        if self.seed != ckpt[training.SEED_KEY]:
-            log.warning(f"Config seed {self.seed} differs from the checkpoint's; using {ckpt[training.SEED_KEY]}")
-            self.seed = training.set_seed(seed=ckpt[training.SEED_KEY])
-        self.epochs_run = ckpt[training.EPOCHS_KEY]
-        self.global_step = ckpt[training.STEPS_KEY]
-        self._steps_into_epoch = ckpt[training.DATALOADER_KEY]["samples_consumed"] // max(
-            1, ckpt.get("samples_per_step", 1)
+        self._data = training.setup_sft_data(cfg, self._tokenizer, ignore_index=self._loss_fn.ignore_index,
+                                             seed=self._state.seed)
+        self._loop = training.TrainLoop.from_config(cfg, self._state, self._data, self._metric_logger, self._device)
+        self._lr_scheduler = training.setup_lr_scheduler(
+            cfg.get("lr_scheduler"), self._optimizer, num_training_steps=self._loop.total_steps,
+            last_epoch=self._state.global_step - 1, ckpt=resume,
         )
+        if self._optimizer_in_bwd and self._lr_scheduler is not None:
+            self._optim_ckpt_wrapper.set_lr_scheduler(self._lr_scheduler)
+        if resume is not None:
+            training.load_sampler_state(self._data.sampler, checkpoint)
+            torch.set_rng_state(checkpoint[training.RNG_KEY])
 
     def _setup_optimizer(self, cfg_optimizer: DictConfig, opt_state: Any) -> None:
         if self._optimizer_in_bwd:
@@ -175,113 +112,41 @@ class FullFinetuneRecipeSingleDevice:
             if opt_state is not None:
                 self._optimizer.load_state_dict(opt_state)
 
-    def _setup_data(self, cfg_dataset, shuffle: bool, batch_size: int):
-        if isinstance(cfg_dataset, ListConfig):
-            dataset = ConcatDataset([config.instantiate(c, self._tokenizer) for c in cfg_dataset])
-            packed = any(c.get("packed", False) for c in cfg_dataset)
-        else:
-            dataset = config.instantiate(cfg_dataset, self._tokenizer)
-            packed = cfg_dataset.get("packed", False)
-        sampler = training.StatefulDistributedSampler(dataset, num_replicas=1, rank=0, shuffle=shuffle, seed=self.seed)
-        collate = (
-            padded_collate_packed
-            if packed
-            else partial(padded_collate_sft, padding_idx=self._tokenizer.pad_id, ignore_idx=self._loss_fn.ignore_index)
-        )
-        dataloader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate, drop_last=True)
-        return sampler, dataloader
-
     # -------------------------------------------------------------- training
     def _loss_step(self, batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Summed token cross-entropy of one micro-batch and its number of trained tokens.
+        return training.sft_loss_step(self._model, self._loss_fn, batch, self._activations_handling_ctx)
 
-        Labels are shifted here for next-token prediction.
-        """
-        labels = training.shift_labels(batch.pop("labels"), self._loss_fn.ignore_index)
-        num_tokens = training.count_trained_tokens(labels, self._loss_fn.ignore_index)
-        with self._activations_handling_ctx:
-            logits = self._model(**batch)
-        return self._loss_fn(logits, labels, reduction="sum"), num_tokens
+    def _backward(self, loss: torch.Tensor, num_tokens: torch.Tensor) -> None:
+        if self._optimizer_in_bwd:
+            # The optimizer steps inside backward, so normalise before it.
+            (loss / num_tokens.clamp(min=1)).backward()
+        else:
+            loss.backward()
 
-    @torch.no_grad()
+    def _optimizer_step(self) -> Optional[torch.Tensor]:
+        if self._optimizer_in_bwd:
+            return None  # already stepped in backward
+        grad_norm = training.clip_gradients(self._model.parameters(), self._clip_grad_norm)
+        self._optimizer.step()
+        self._optimizer.zero_grad(set_to_none=True)
+        return grad_norm
+
     def validate(self) -> float:
         """Mean token cross-entropy over the validation set."""
-        self._model.eval()
-        total, tokens = torch.zeros((), device=self._device), torch.zeros((), device=self._device)
-        for batch in self._val_dataloader:
-            loss, num_tokens = self._loss_step({k: v.to(self._device) for k, v in batch.items()})
-            total += loss
-            tokens += num_tokens
-        self._model.train()
-        return (total / tokens.clamp(min=1)).item()
+        return training.validation_loss(self._model, self._data.val_dataloader, self._loss_step, self._device)
 
     def train(self) -> None:
-        """Run the training loop until ``epochs`` are done."""
+        """Run the training loop (``training.TrainLoop``) until ``epochs`` are done."""
         training.cleanup_before_training()
         self._model.train()
-        accumulator = training.GradientAccumulator(self._gradient_accumulation_steps)
-        samples_per_step = self._gradient_accumulation_steps * self._dataloader.batch_size
-        self._profiler.start()
-        for epoch in range(self.epochs_run, self.total_epochs):
-            self._sampler.set_epoch(epoch)
-            pbar = tqdm(total=self._steps_per_epoch, initial=self._steps_into_epoch, desc=f"epoch {epoch + 1}",
-                        dynamic_ncols=True)
-            t0 = time.perf_counter()
-            for batch in self._dataloader:
-                if self._steps_into_epoch >= self._steps_per_epoch:
-                    break
-                batch = {k: v.to(self._device, non_blocking=True) for k, v in batch.items()}
-                loss, num_tokens = self._loss_step(batch)
-                if self._optimizer_in_bwd:
-                    # The optimizer steps inside backward, so normalise before it.
-                    (loss / num_tokens.clamp(min=1)).backward()
-                else:
-                    loss.backward()
-                if not accumulator.micro_step(loss.detach(), num_tokens):
-                    continue
-
-                # One optimizer step: normalise gradients by the tokens of the whole window.
-                params = [] if self._optimizer_in_bwd else self._model.parameters()
-                loss_value, window_tokens = accumulator.finish(params)
-                training.check_loss_finite(loss_value, self.global_step + 1)
-                grad_norm = None
-                if not self._optimizer_in_bwd:
-                    if self._clip_grad_norm is not None:
-                        grad_norm = torch.nn.utils.clip_grad_norm_(
-                            self._model.parameters(), float(self._clip_grad_norm)
-                        )
-                    self._optimizer.step()
-                    self._optimizer.zero_grad(set_to_none=True)
-                if self._lr_scheduler is not None:
-                    self._lr_scheduler.step()
-                self.global_step += 1
-                self._steps_into_epoch += 1
-                self._profiler.step()
-
-                elapsed = time.perf_counter() - t0
-                t0 = time.perf_counter()
-                lr = training.get_lr(self._optim_ckpt_wrapper if self._optimizer_in_bwd else self._optimizer)
-                pbar.update(1)
-                pbar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", tok_s=f"{window_tokens / elapsed:.0f}")
-                if self.global_step % self._log_every_n_steps == 0:
-                    metrics = {"loss": loss_value, "lr": lr, "tokens_per_second_per_gpu": window_tokens / elapsed}
-                    if grad_norm is not None:
-                        metrics["grad_norm"] = float(grad_norm)
-                    if self._log_peak_memory_stats:
-                        metrics.update(training.get_memory_stats(device=self._device))
-                    self._metric_logger.log_dict(metrics, step=self.global_step)
-                if self._run_val_every_n_steps and self._val_dataloader is not None \
-                        and self.global_step % self._run_val_every_n_steps == 0:
-                    self._metric_logger.log("val_loss", self.validate(), step=self.global_step)
-                if self._save_every_n_steps and self.global_step % self._save_every_n_steps == 0 \
-                        and self._steps_into_epoch < self._steps_per_epoch:
-                    self.save_checkpoint(epoch, samples_consumed=self._steps_into_epoch * samples_per_step,
-                                         intermediate=True)
-            pbar.close()
-            self.epochs_run += 1
-            self._steps_into_epoch = 0
-            self.save_checkpoint(epoch, samples_consumed=0, intermediate=self.epochs_run < self.total_epochs)
-        self._profiler.stop()
+        # With optimizer_in_bwd there are no gradients left to normalise when a window ends.
+        grad_params = (lambda: []) if self._optimizer_in_bwd else self._model.parameters
+        self._loop.run(
+            self._loss_step, self._optimizer_step, grad_params=grad_params, backward=self._backward,
+            lr_source=self._optim_ckpt_wrapper if self._optimizer_in_bwd else self._optimizer,
+            lr_scheduler=self._lr_scheduler, save_checkpoint=self.save_checkpoint,
+            validate=self.validate if self._data.val_dataloader is not None else None,
+        )
 
     # ----------------------------------------------------------- checkpoint
     def save_checkpoint(self, epoch: int, *, samples_consumed: int, intermediate: bool) -> None:
@@ -289,22 +154,16 @@ class FullFinetuneRecipeSingleDevice:
         state: Dict[str, Any] = {training.MODEL_KEY: {k: v.detach().cpu() for k, v in self._model.state_dict().items()}}
         if intermediate:
             opt = self._optim_ckpt_wrapper if self._optimizer_in_bwd else self._optimizer
-            state.update({
-                training.OPT_KEY: opt.state_dict(),
-                training.SEED_KEY: self.seed,
-                training.EPOCHS_KEY: self.epochs_run,
-                training.TOTAL_EPOCHS_KEY: self.total_epochs,
-                training.MAX_STEPS_KEY: self.max_steps_per_epoch,
-                training.STEPS_KEY: self.global_step,
-                training.DATALOADER_KEY: self._sampler.state_dict(samples_consumed),
-                training.RNG_KEY: torch.get_rng_state(),
-                "samples_per_step": self._gradient_accumulation_steps * self._dataloader.batch_size,
-            })
-            if self._lr_scheduler is not None:
-                state[training.LR_SCHEDULER_KEY] = self._lr_scheduler.state_dict()
+            state.update(self._state.state_dict(
+                optimizer=opt.state_dict(),
+                dataloader=self._data.sampler.state_dict(samples_consumed),
+                samples_per_step=self._loop.samples_per_step,
+                lr_scheduler=None if self._lr_scheduler is None else self._lr_scheduler.state_dict(),
+            ))
         self._checkpointer.save_checkpoint(
             state, epoch=epoch, intermediate_checkpoint=intermediate,
-            step=self.global_step if samples_consumed > 0 else None, keep_last_n_checkpoints=self._keep_last_n_checkpoints,
+            step=self._state.global_step if samples_consumed > 0 else None,
+            keep_last_n_checkpoints=self._keep_last_n_checkpoints,
         )
 
     def cleanup(self) -> None:
@@ -315,6 +174,7 @@ class FullFinetuneRecipeSingleDevice:
 def recipe_main(cfg: DictConfig) -> None:
     """Entry point: ``tune run full_finetune_single_device --config <config> [key=value ...]``."""
     config.log_config(recipe_name="FullFinetuneRecipeSingleDevice", cfg=cfg)
+    config.warn_unused_keys(cfg, CONFIG_KEYS)
     recipe = FullFinetuneRecipeSingleDevice(cfg=cfg)
     recipe.setup(cfg=cfg)
     recipe.train()

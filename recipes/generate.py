@@ -120,7 +120,7 @@ class InferenceRecipe:
         log.info(f"Time for inference: {elapsed:.02f} sec total, {new_tokens} tokens, {tokens_per_s:.02f} tokens/sec")
         # Each decode step reads every weight once, so this is the memory bandwidth it implies.
         log.info(f"Bandwidth achieved: {get_model_size_bytes(self._model) * tokens_per_s / 1e9:.02f} GB/s")
-        training.log_memory_stats(training.get_memory_stats(self._device), "after generation")
+        training.log_memory_stats(training.get_memory_stats(self._device), "Memory stats after generation:")
         return text
 
 

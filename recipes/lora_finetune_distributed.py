@@ -249,7 +249,7 @@ class LoRAFinetuneRecipeDistributed:
             log.info(f"Model sharded over {self._world_size} rank(s) on {self._device.type} in {self._dtype}: "
                      f"{n_trainable:,} of {n_total:,} parameters trainable")
             if self._log_peak_memory_stats:
-                training.log_memory_stats(training.get_memory_stats(device=self._device), "after model init")
+                training.log_memory_stats(training.get_memory_stats(device=self._device))
         return model
 
     def _shard(self, cfg: DictConfig, model: torch.nn.Module) -> None:

@@ -208,7 +208,7 @@ class LoRAFinetuneRecipeSingleDevice:
         n_total = sum(p.numel() for p in model.parameters())
         log.info(f"Model on {self._device} in {self._dtype}: {n_trainable:,} of {n_total:,} parameters trainable")
         if self._log_peak_memory_stats:
-            training.log_memory_stats(training.get_memory_stats(device=self._device), "after model init")
+            training.log_memory_stats(training.get_memory_stats(device=self._device))
         return model
 
     def _setup_data(self, cfg_dataset, shuffle: bool, batch_size: int, group_by_length: bool = False):

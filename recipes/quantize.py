@@ -73,7 +73,7 @@ class QuantizationRecipe:
             f"Quantized with {type(self._quantizer).__name__} in {time.perf_counter() - t0:.2f} s: "
             f"{get_model_size_bytes(self._model) / 1e6:.1f} MB"
         )
-        training.log_memory_stats(training.get_memory_stats(self._device), "after quantization")
+        training.log_memory_stats(training.get_memory_stats(self._device), "Memory stats after quantization:")
 
     def save_checkpoint(self, cfg: DictConfig) -> Path:
         """Write the quantized state dict next to the checkpointer's outputs.

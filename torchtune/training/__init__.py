@@ -25,6 +25,7 @@ from torchtune.training._distributed_state import (
     load_from_full_model_state_dict,
     load_from_full_optimizer_state,
 )
+from torchtune.training._dropout import disable_dropout
 from torchtune.training._fsdp import get_shard_conditions, shard_model, validate_no_params_on_meta_device
 from torchtune.training._grad_accumulation import (
     check_loss_finite,
@@ -35,14 +36,24 @@ from torchtune.training._grad_accumulation import (
     shift_labels,
 )
 from torchtune.training._model_state import load_model_state_dict
-from torchtune.training._profiler import DEFAULT_PROFILE_DIR, DummyProfiler, setup_torch_profiler
+from torchtune.training._profiler import (
+    DEFAULT_PROFILE_DIR,
+    DEFAULT_PROFILER_ACTIVITIES,
+    DEFAULT_SCHEDULE,
+    DEFAULT_TRACE_OPTS,
+    DummyProfiler,
+    PROFILER_KEY,
+    setup_torch_profiler,
+)
 from torchtune.training._length_grouped_sampler import LengthGroupedSampler
 from torchtune.training._sampler import StatefulDistributedSampler
 from torchtune.training.checkpointing import (
     ADAPTER_CONFIG,
     ADAPTER_KEY,
+    Checkpointer,
     DATALOADER_KEY,
     EPOCHS_KEY,
+    FormattedCheckpointFiles,
     FullModelHFCheckpointer,
     FullModelMetaCheckpointer,
     FullModelTorchTuneCheckpointer,
@@ -55,6 +66,7 @@ from torchtune.training.checkpointing import (
     SEED_KEY,
     STEPS_KEY,
     TOTAL_EPOCHS_KEY,
+    update_state_dict_for_classifier,
     validate_state_dict,
 )
 from torchtune.training.lr_schedulers import get_cosine_schedule_with_warmup, get_lr
@@ -75,7 +87,20 @@ from torchtune.training.precision import (
 )
 from torchtune.training.seed import set_seed
 
+# torchtune's name for loading a full optimizer state dict into a sharded model's optimizer.
+load_from_full_optimizer_state_dict = load_from_full_optimizer_state
+
 __all__ = [
+    "Checkpointer",
+    "DEFAULT_PROFILER_ACTIVITIES",
+    "DEFAULT_SCHEDULE",
+    "DEFAULT_TRACE_OPTS",
+    "FormattedCheckpointFiles",
+    "PROFILER_KEY",
+    "disable_dropout",
+    "get_quantizer_mode",
+    "load_from_full_optimizer_state_dict",
+    "update_state_dict_for_classifier",
     "ADAPTER_CONFIG",
     "ADAPTER_KEY",
     "DATALOADER_KEY",
@@ -142,3 +167,12 @@ __all__ = [
     "validate_state_dict",
     "verify_bf16_support",
 ]
+
+
+def __getattr__(name: str):
+    # torchao is imported only when a quantization name is first used: it is slow to import.
+    if name == "get_quantizer_mode":
+        from torchtune.training.quantization import get_quantizer_mode
+
+        return get_quantizer_mode
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,9 +6,10 @@ memory as it is saved (on a side stream, overlapping the forward) and copies it 
 backward needs it, at the cost of PCIe traffic. Combined with activation checkpointing only the
 layer inputs are saved, so only they travel.
 """
+import collections
 import contextlib
 import weakref
-from typing import Any, ContextManager, Dict, Iterable, Optional, Set, Tuple
+from typing import Any, ContextManager, Deque, Dict, Iterable, Optional, Set, Tuple
 
 import torch
 from torch import nn
@@ -51,8 +52,15 @@ class OffloadActivations(saved_tensors_hooks):
             Default True.
         use_streams (bool): issue the device-to-host copies on a side CUDA stream so they overlap
             with the forward. Default True.
+        max_fwd_stash_size (int): with ``use_streams``, how many offloaded device tensors are kept
+            alive while their copies are in flight. When one more is offloaded, the compute stream
+            waits for the oldest copy and that tensor is released, so its memory can be reused safely.
+            Larger values allow more overlap at the cost of memory. Default 5.
         min_offload_size (int): smallest tensor, in bytes, worth a copy. Default 1024.
         keep_on_device (Optional[Iterable[torch.Tensor]]): tensors whose storages are never offloaded.
+
+    Raises:
+        ValueError: if ``max_fwd_stash_size`` is smaller than 1.
 
     Example:
         >>> with OffloadActivations(keep_on_device=model.parameters()):
@@ -64,11 +72,15 @@ class OffloadActivations(saved_tensors_hooks):
         self,
         use_pin_memory: bool = True,
         use_streams: bool = True,
+        max_fwd_stash_size: int = 5,
         min_offload_size: int = 1024,
         keep_on_device: Optional[Iterable[torch.Tensor]] = None,
     ) -> None:
+        if max_fwd_stash_size < 1:
+            raise ValueError(f"max_fwd_stash_size must be at least 1, got {max_fwd_stash_size}")
         self.use_pin_memory = use_pin_memory
         self.use_streams = use_streams
+        self.max_fwd_stash_size = max_fwd_stash_size
         self.min_offload_size = min_offload_size
         self._kept_storages: Set[int] = {_storage_ptr(t) for t in keep_on_device or ()}
         self._kept_storages.discard(None)
@@ -76,6 +88,8 @@ class OffloadActivations(saved_tensors_hooks):
         # id(tensor) -> (weak reference, packed copy): dedups repeated saves within one forward.
         # The weak reference guards against a recycled id of a freed tensor.
         self._packed_this_forward: Dict[int, Tuple[weakref.ref, _Offloaded]] = {}
+        # Device tensors whose side-stream copies may still be reading them, oldest first.
+        self._fwd_stash: Deque[Tuple[torch.Tensor, Any]] = collections.deque()
         super().__init__(self._pack, self._unpack)
 
     def __enter__(self) -> "OffloadActivations":
@@ -85,7 +99,15 @@ class OffloadActivations(saved_tensors_hooks):
 
     def __exit__(self, *exc: Any) -> None:
         super().__exit__(*exc)
+        while self._fwd_stash:
+            self._release_oldest()
         self._packed_this_forward.clear()
+
+    def _release_oldest(self) -> None:
+        # Once the compute stream has waited for the copy, memory freed here and reused by later
+        # kernels on that stream cannot be overwritten before the copy has read it.
+        tensor, copied = self._fwd_stash.popleft()
+        torch.cuda.current_stream(tensor.device).wait_event(copied)
 
     def _should_offload(self, tensor: torch.Tensor) -> bool:
         return tensor.device.type == "cuda" and self._worth_offloading(tensor)
@@ -116,8 +138,11 @@ class OffloadActivations(saved_tensors_hooks):
                 host.copy_(tensor, non_blocking=pin)
                 copied = torch.cuda.Event()
                 copied.record(stream)
-            # The caching allocator must not hand the tensor's memory out before the copy read it.
-            tensor.record_stream(stream)
+            # The caching allocator must not hand the tensor's memory out before the copy read it:
+            # keep the tensor alive in the stash until the compute stream has waited for its copy.
+            self._fwd_stash.append((tensor, copied))
+            while len(self._fwd_stash) > self.max_fwd_stash_size:
+                self._release_oldest()
         else:
             host.copy_(tensor, non_blocking=pin)
         packed = _Offloaded(host, tensor.device, copied)

@@ -15,7 +15,7 @@ def _backend() -> str:
     return os.environ.get("TORCH_COMPILE_BACKEND", "inductor")
 
 
-def compile_model(model: nn.Module, verbose: bool = False) -> None:
+def compile_model(model: nn.Module, verbose: bool = True) -> None:
     """Compile every ``TransformerSelfAttentionLayer`` of ``model`` in place.
 
     All layers share one graph, so compiling layer by layer costs one compilation instead of a
@@ -23,7 +23,7 @@ def compile_model(model: nn.Module, verbose: bool = False) -> None:
 
     Args:
         model (nn.Module): the model.
-        verbose (bool): log how many layers were compiled. Default False.
+        verbose (bool): log how many layers were compiled. Default True.
 
     Raises:
         ValueError: if the model has no ``TransformerSelfAttentionLayer``.
@@ -38,7 +38,7 @@ def compile_model(model: nn.Module, verbose: bool = False) -> None:
         _log.info(f"Compiled {len(layers)} transformer layers with torch.compile (backend={backend})")
 
 
-def compile_loss(loss: nn.Module, verbose: bool = False) -> nn.Module:
+def compile_loss(loss: nn.Module, verbose: bool = True) -> nn.Module:
     """Compile a loss module, returning the same object so its attributes stay readable.
 
     Chunked losses compile their per-chunk ``compute_cross_entropy`` (so the fp32 upcast fuses
@@ -46,7 +46,7 @@ def compile_loss(loss: nn.Module, verbose: bool = False) -> nn.Module:
 
     Args:
         loss (nn.Module): the loss.
-        verbose (bool): log the compilation. Default False.
+        verbose (bool): log the compilation. Default True.
 
     Returns:
         nn.Module: ``loss`` itself, compiled in place.

@@ -16,6 +16,7 @@ from typing import Iterable, Tuple, Union
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 from torchtune.training._distributed import get_world_size_and_rank
 
@@ -62,14 +63,19 @@ def count_trained_tokens(labels: torch.Tensor, ignore_index: int = -100) -> torc
     return (labels != ignore_index).sum()
 
 
-def scale_grads(params: Iterable[torch.nn.Parameter], scaler: Union[torch.Tensor, float]) -> None:
-    """Multiply every existing gradient by ``scaler`` in place.
+def scale_grads(model: Union[nn.Module, Iterable[torch.nn.Parameter]], scaler: Union[torch.Tensor, float]) -> None:
+    """Multiply every existing gradient of ``model`` by ``scaler`` in place.
+
+    Gradients are grouped by device and dtype so each group is scaled by one fused kernel.
+    Parameters without a gradient are skipped.
 
     Args:
-        params (Iterable[torch.nn.Parameter]): parameters, e.g. ``model.parameters()``.
+        model (Union[nn.Module, Iterable[torch.nn.Parameter]]): the model whose parameters' gradients
+            are scaled, or an iterable of parameters (e.g. one optimizer's parameters).
         scaler (Union[torch.Tensor, float]): factor, typically ``1 / num_tokens`` as a device tensor
             so no host sync is needed.
     """
+    params = model.parameters() if isinstance(model, nn.Module) else model
     groups = {}
     for p in params:
         if p.grad is not None:

@@ -11,6 +11,16 @@ from torchtune.utils._logging import get_logger
 
 _log = get_logger()
 DEFAULT_PROFILE_DIR = "profiler_output"
+# The recipe config section holding the profiler settings.
+PROFILER_KEY = "profiler"
+# What ``setup_torch_profiler`` records when a setting is left unset.
+DEFAULT_PROFILER_ACTIVITIES = {
+    torch.profiler.ProfilerActivity.CPU,
+    torch.profiler.ProfilerActivity.CUDA,
+    torch.profiler.ProfilerActivity.XPU,
+}
+DEFAULT_SCHEDULE = {"wait_steps": 5, "warmup_steps": 5, "active_steps": 2, "num_cycles": 1}
+DEFAULT_TRACE_OPTS = {"profile_memory": False, "with_stack": False, "record_shapes": True, "with_flops": False}
 
 
 class DummyProfiler:
@@ -36,15 +46,15 @@ def setup_torch_profiler(
     enabled: bool = False,
     cpu: bool = True,
     cuda: bool = True,
-    xpu: bool = False,
+    xpu: bool = True,
     profile_memory: bool = False,
     with_stack: bool = False,
     record_shapes: bool = True,
     with_flops: bool = False,
-    wait_steps: int = 5,
-    warmup_steps: int = 3,
-    active_steps: int = 2,
-    num_cycles: int = 1,
+    wait_steps: Optional[int] = None,
+    warmup_steps: Optional[int] = None,
+    active_steps: Optional[int] = None,
+    num_cycles: Optional[int] = None,
     output_dir: Optional[str] = None,
 ) -> Tuple[Union[torch.profiler.profile, DummyProfiler], DictConfig]:
     """Build a profiler that records ``active_steps`` optimizer steps after ``wait + warmup`` steps.
@@ -59,16 +69,19 @@ def setup_torch_profiler(
         enabled (bool): profile at all; a ``DummyProfiler`` is returned otherwise. Default False.
         cpu (bool): record CPU activity. Default True.
         cuda (bool): record CUDA kernels (dropped with a warning without CUDA). Default True.
-        xpu (bool): record XPU kernels (dropped with a warning without XPU). Default False.
+        xpu (bool): record XPU kernels (dropped, with an info message, without XPU). Default True.
         profile_memory (bool): track tensor allocations; turns on ``with_stack`` and
             ``record_shapes``, which the memory timeline needs. Default False.
         with_stack (bool): record Python stacks (large traces). Default False.
         record_shapes (bool): record op input shapes. Default True.
         with_flops (bool): estimate FLOPs of matmuls and convolutions. Default False.
-        wait_steps (int): steps skipped at the start of a cycle. Default 5.
-        warmup_steps (int): steps traced but discarded (warms the profiler). Default 3.
-        active_steps (int): steps recorded. Default 2.
-        num_cycles (int): cycles of wait/warmup/active; 0 repeats until training ends. Default 1.
+        wait_steps (Optional[int]): steps skipped at the start of a cycle. None means
+            ``DEFAULT_SCHEDULE["wait_steps"]`` (5).
+        warmup_steps (Optional[int]): steps traced but discarded (warms the profiler). None means
+            ``DEFAULT_SCHEDULE["warmup_steps"]`` (5).
+        active_steps (Optional[int]): steps recorded. None means ``DEFAULT_SCHEDULE["active_steps"]`` (2).
+        num_cycles (Optional[int]): cycles of wait/warmup/active; 0 repeats until training ends. None
+            means ``DEFAULT_SCHEDULE["num_cycles"]`` (1).
         output_dir (Optional[str]): where traces go; ``./profiler_output`` if None.
 
     Returns:
@@ -84,8 +97,18 @@ def setup_torch_profiler(
         _log.warning("Profiler: cuda=True but CUDA is not available; recording CPU only")
         cuda = False
     if xpu and not (hasattr(torch, "xpu") and torch.xpu.is_available()):
-        _log.warning("Profiler: xpu=True but XPU is not available; recording without it")
+        # xpu defaults to True, so its absence is the common case: not worth a warning.
+        _log.info("Profiler: XPU is not available; recording without it")
         xpu = False
+    schedule = {
+        "wait_steps": wait_steps,
+        "warmup_steps": warmup_steps,
+        "active_steps": active_steps,
+        "num_cycles": num_cycles,
+    }
+    schedule = {k: DEFAULT_SCHEDULE[k] if v is None else v for k, v in schedule.items()}
+    wait_steps, warmup_steps = schedule["wait_steps"], schedule["warmup_steps"]
+    active_steps, num_cycles = schedule["active_steps"], schedule["num_cycles"]
     activities = [
         activity
         for wanted, activity in (

@@ -65,15 +65,16 @@ def get_memory_stats(device: Union[str, torch.device], reset_stats: bool = True)
     return {"peak_memory_rss": _peak_rss_bytes() / _GIB}
 
 
-def log_memory_stats(stats: Dict[str, float], message: str = "") -> None:
+def log_memory_stats(stats: Dict[str, float], message: str = "Memory stats after model init:") -> None:
     """Log the output of ``get_memory_stats`` as one readable block.
 
     Args:
         stats (Dict[str, float]): statistics in GiB.
-        message (str): context such as ``"after model init"``.
+        message (str): the block's first line, e.g. ``"Memory stats after generation:"``.
+            Default ``"Memory stats after model init:"``.
     """
     lines = "\n".join(f"\t{name.replace('_', ' ')}: {value:.2f} GiB" for name, value in stats.items())
-    _log.info(f"Memory stats {message}:\n{lines}")
+    _log.info(f"{message}\n{lines}")
 
 
 def cleanup_before_training() -> None:

@@ -2,7 +2,7 @@
 import contextlib
 import functools
 import logging
-from typing import Generator, Iterable, Optional, Tuple, Union
+from typing import Generator, Iterable, List, Optional, Tuple, Union
 
 import torch
 
@@ -133,18 +133,25 @@ def set_default_dtype(dtype: torch.dtype) -> Generator[None, None, None]:
 
 
 def validate_expected_param_dtype(
-    named_params: Iterable[Tuple[str, torch.nn.Parameter]], dtype: torch.dtype
+    named_params: Iterable[Tuple[str, torch.nn.Parameter]],
+    dtype: torch.dtype,
+    exclude_param_names: Optional[List[str]] = None,
 ) -> None:
     """Check that every parameter has ``dtype``.
 
     Args:
         named_params (Iterable[Tuple[str, torch.nn.Parameter]]): e.g. ``model.named_parameters()``.
         dtype (torch.dtype): the expected dtype.
+        exclude_param_names (Optional[List[str]]): parameters whose name contains any of these
+            substrings are not checked (e.g. ``["norm"]`` for norms kept in fp32). Default None.
 
     Raises:
-        ValueError: naming the first parameter with another dtype.
+        ValueError: naming the first checked parameter with another dtype.
     """
+    excluded = exclude_param_names or []
     for name, param in named_params:
+        if any(part in name for part in excluded):
+            continue
         if param.dtype != dtype:
             raise ValueError(f"Parameter {name!r} has dtype {param.dtype}, expected {dtype}")
 

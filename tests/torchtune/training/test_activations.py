@@ -114,6 +114,37 @@ def test_offloading_on_cuda_matches(use_streams):
     _assert_same(_loss_and_grads(model, tokens, ctx), expected)
 
 
+def test_offloading_rejects_an_empty_forward_stash():
+    with pytest.raises(ValueError, match="max_fwd_stash_size"):
+        OffloadActivations(max_fwd_stash_size=0)
+    # Upstream's positional order: use_pin_memory, use_streams, max_fwd_stash_size, min_offload_size.
+    ctx = OffloadActivations(False, False, 3, 64)
+    assert (ctx.max_fwd_stash_size, ctx.min_offload_size) == (3, 64)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("max_fwd_stash_size", [1, 5])
+def test_offloading_forward_stash_is_bounded_and_drained(max_fwd_stash_size):
+    model = llama2(**TINY_LLAMA).cuda()
+    tokens = torch.randint(0, V, (2, 64), device="cuda")
+    expected = _loss_and_grads(model, tokens)
+    ctx = OffloadActivations(
+        max_fwd_stash_size=max_fwd_stash_size, keep_on_device=[*model.parameters(), *model.buffers()]
+    )
+    sizes = []
+    pack = ctx._pack
+
+    def _recording_pack(tensor):
+        packed = pack(tensor)
+        sizes.append(len(ctx._fwd_stash))
+        return packed
+
+    ctx.pack_hook = _recording_pack
+    _assert_same(_loss_and_grads(model, tokens, ctx), expected)
+    assert 0 < max(sizes) <= max_fwd_stash_size
+    assert len(ctx._fwd_stash) == 0  # released when the forward's context exits
+
+
 def test_parameters_buffers_and_small_tensors_are_never_offloaded():
     linear = torch.nn.Linear(64, 64)
     buffer = torch.randn(64, 64)

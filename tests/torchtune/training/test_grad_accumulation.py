@@ -38,6 +38,15 @@ def test_scale_grads_groups_dtypes_and_skips_missing():
     assert a.grad.tolist() == [2.0] * 3
 
 
+def test_scale_grads_takes_a_model_like_upstream():
+    model = torch.nn.Linear(2, 2)
+    model(torch.ones(1, 2)).sum().backward()
+    expected = [p.grad.clone() * 0.5 for p in model.parameters()]
+    scale_grads(model, torch.tensor(0.5))
+    for p, e in zip(model.parameters(), expected):
+        torch.testing.assert_close(p.grad, e)
+
+
 def _batch_of_four():
     """Four sequences with very different numbers of trained tokens."""
     tokens = torch.randint(0, V, (4, 16))

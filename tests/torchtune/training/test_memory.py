@@ -42,7 +42,7 @@ def test_log_memory_stats(caplog):
     logger.propagate = True  # let caplog see the package logger
     try:
         with caplog.at_level(logging.INFO, logger="torchtune"):
-            log_memory_stats({"peak_memory_rss": 1.5}, message="after model init")
+            log_memory_stats({"peak_memory_rss": 1.5})
     finally:
         logger.propagate = False
     assert "Memory stats after model init" in caplog.text and "peak memory rss: 1.50 GiB" in caplog.text

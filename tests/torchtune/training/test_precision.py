@@ -50,6 +50,9 @@ def test_validate_expected_param_dtype_names_the_param():
     model[1].bfloat16()
     with pytest.raises(ValueError, match="'1.weight' has dtype torch.bfloat16, expected torch.float32"):
         validate_expected_param_dtype(model.named_parameters(), torch.float32)
+    validate_expected_param_dtype(model.named_parameters(), torch.float32, exclude_param_names=["1."])
+    with pytest.raises(ValueError, match="'1.bias'"):
+        validate_expected_param_dtype(model.named_parameters(), torch.float32, ["weight"])
 
 
 @pytest.mark.parametrize("native", [True, False])

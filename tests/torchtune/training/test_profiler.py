@@ -42,3 +42,16 @@ def test_profile_memory_turns_on_what_it_needs_and_errors(tmp_path):
         setup_torch_profiler(enabled=True, cpu=False, cuda=False, output_dir=str(tmp_path))
     with pytest.raises(ValueError, match="active_steps"):
         setup_torch_profiler(enabled=True, active_steps=0, output_dir=str(tmp_path))
+
+
+def test_unset_schedule_uses_the_default_schedule(tmp_path):
+    from torchtune.training import DEFAULT_SCHEDULE
+
+    _, settings = setup_torch_profiler(enabled=True, warmup_steps=1, output_dir=str(tmp_path))
+    assert settings.warmup_steps == 1
+    assert (settings.wait_steps, settings.active_steps, settings.num_cycles) == (
+        DEFAULT_SCHEDULE["wait_steps"],
+        DEFAULT_SCHEDULE["active_steps"],
+        DEFAULT_SCHEDULE["num_cycles"],
+    )
+    assert settings.xpu == (hasattr(torch, "xpu") and torch.xpu.is_available())

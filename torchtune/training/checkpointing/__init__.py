@@ -3,10 +3,13 @@
 Imports nothing from ``torchtune.training`` itself, which re-exports these names.
 """
 
+from typing import Union
+
 from torchtune.training.checkpointing._checkpointer import (
     FullModelMetaCheckpointer,
     FullModelTorchTuneCheckpointer,
 )
+from torchtune.training.checkpointing._classifier import update_state_dict_for_classifier
 from torchtune.training.checkpointing._constants import (
     ADAPTER_CONFIG,
     ADAPTER_KEY,
@@ -21,11 +24,19 @@ from torchtune.training.checkpointing._constants import (
     STEPS_KEY,
     TOTAL_EPOCHS_KEY,
 )
+from torchtune.training.checkpointing._files import FormattedCheckpointFiles, get_largest_iter_folder
 from torchtune.training.checkpointing._hf_checkpointer import FullModelHFCheckpointer
 from torchtune.training.checkpointing._model_type import ModelType
 from torchtune.training.checkpointing._validate import validate_state_dict
 
+# Any of the checkpointers, for annotations (``checkpointer: Checkpointer``).
+Checkpointer = Union[FullModelHFCheckpointer, FullModelMetaCheckpointer, FullModelTorchTuneCheckpointer]
+
 __all__ = [
+    "Checkpointer",
+    "FormattedCheckpointFiles",
+    "get_largest_iter_folder",
+    "update_state_dict_for_classifier",
     "FullModelHFCheckpointer",
     "FullModelMetaCheckpointer",
     "FullModelTorchTuneCheckpointer",

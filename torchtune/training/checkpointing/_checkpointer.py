@@ -68,8 +68,9 @@ class _Checkpointer(ABC):
         adapter_checkpoint: Optional[str] = None,
         recipe_checkpoint: Optional[str] = None,
         resume_from_checkpoint: bool = False,
-        safe_serialization: bool = True,
         should_load_recipe_state: bool = False,
+        *,
+        safe_serialization: bool = True,
     ) -> None:
         self._checkpoint_dir = Path(checkpoint_dir)
         if not self._checkpoint_dir.is_dir():
@@ -286,13 +287,36 @@ class FullModelTorchTuneCheckpointer(_Checkpointer):
         adapter_checkpoint (Optional[str]): torchtune-layout adapter file to load. Default None.
         recipe_checkpoint (Optional[str]): recipe state file to resume from. Default None.
         resume_from_checkpoint (bool): load recipe state and continue a run. Default False.
-        safe_serialization (bool): write safetensors (else ``torch.save``). Default True.
         should_load_recipe_state (bool): alias of ``resume_from_checkpoint``. Default False.
+        safe_serialization (bool): keyword-only; write safetensors (else ``torch.save``). Default True.
 
     Raises:
         FileNotFoundError: if ``checkpoint_dir`` does not exist.
         ValueError: on an unknown ``model_type``.
     """
+
+    _weights_only = True
+
+    def load_checkpoint(self, weights_only: bool = True) -> Dict[str, Any]:
+        """Load model weights, and the adapter and recipe state where they apply.
+
+        Args:
+            weights_only (bool): load ``.pt``/``.pth``/``.bin`` model files with ``torch.load``'s
+                ``weights_only``; pass False only for trusted files that pickle other objects.
+                Default True.
+
+        Returns:
+            Dict[str, Any]: see ``_Checkpointer.load_checkpoint``.
+
+        Raises:
+            FileNotFoundError: naming the missing file.
+            ValueError: naming the file that is corrupt, truncated, or has keys of another format.
+        """
+        self._weights_only = weights_only
+        try:
+            return super().load_checkpoint()
+        finally:
+            self._weights_only = True
 
     def _has_model(self, epoch_dir: Path) -> bool:
         return any((epoch_dir / n).is_file() for n in ("model.safetensors", "model.pt"))
@@ -308,7 +332,7 @@ class FullModelTorchTuneCheckpointer(_Checkpointer):
         merged: StateDict = {}
         owners: Dict[str, Path] = {}
         for path in paths:
-            _merge(merged, load_any(path), path, owners)
+            _merge(merged, load_any(path, weights_only=self._weights_only), path, owners)
         return merged
 
     def _write_model(self, model: StateDict, folder: Path) -> List[Path]:
@@ -335,8 +359,6 @@ class FullModelMetaCheckpointer(_Checkpointer):
         adapter_checkpoint (Optional[str]): torchtune-layout adapter file to load. Default None.
         recipe_checkpoint (Optional[str]): recipe state file to resume from. Default None.
         resume_from_checkpoint (bool): load recipe state and continue a run. Default False.
-        safe_serialization (bool): accepted for a uniform signature; Meta files are always
-            ``torch.save`` files. Default True.
         should_load_recipe_state (bool): alias of ``resume_from_checkpoint``. Default False.
 
     Raises:
@@ -346,6 +368,30 @@ class FullModelMetaCheckpointer(_Checkpointer):
 
     _FNAME = "consolidated.00.pth"
     _COMPANIONS = ("params.json", "tokenizer.model")
+
+    def __init__(
+        self,
+        checkpoint_dir: Union[str, Path],
+        checkpoint_files: CheckpointFiles,
+        model_type: Union[str, ModelType],
+        output_dir: Union[str, Path],
+        adapter_checkpoint: Optional[str] = None,
+        recipe_checkpoint: Optional[str] = None,
+        resume_from_checkpoint: bool = False,
+        should_load_recipe_state: bool = False,
+    ) -> None:
+        # Meta checkpoints are torch.save files: there is no safetensors choice to make.
+        super().__init__(
+            checkpoint_dir,
+            checkpoint_files,
+            model_type,
+            output_dir,
+            adapter_checkpoint,
+            recipe_checkpoint,
+            resume_from_checkpoint,
+            should_load_recipe_state,
+            safe_serialization=False,
+        )
 
     def _has_model(self, epoch_dir: Path) -> bool:
         return (epoch_dir / self._FNAME).is_file()

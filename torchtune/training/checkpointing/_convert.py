@@ -165,6 +165,7 @@ def _phi3_from_tune(sd: StateDict, config: Dict[str, Any]) -> StateDict:
 
 
 _LLAMA = _Family(_llama_to_tune, _llama_from_tune)
+_PHI3 = _Family(_phi3_to_tune, _phi3_from_tune, peft_compatible=False)
 _FAMILIES: Dict[ModelType, _Family] = {
     ModelType.LLAMA2: _LLAMA,
     ModelType.LLAMA3: _LLAMA,
@@ -172,7 +173,8 @@ _FAMILIES: Dict[ModelType, _Family] = {
     ModelType.MISTRAL: _LLAMA,
     ModelType.GEMMA: _LLAMA,
     ModelType.QWEN2: _Family(_qwen2_to_tune, _qwen2_from_tune),
-    ModelType.PHI3_MINI: _Family(_phi3_to_tune, _phi3_from_tune, peft_compatible=False),
+    ModelType.PHI3_MINI: _PHI3,
+    ModelType.PHI4: _PHI3,  # Phi-4 is stored as Phi3ForCausalLM: same fused projections
 }
 
 
@@ -184,7 +186,9 @@ def get_family(model_type: ModelType) -> _Family:
     """
     if model_type not in _FAMILIES:
         valid = ", ".join(m.name for m in _FAMILIES)
-        raise ValueError(f"No Hugging Face conversion for model_type {model_type.name}. Supported: {valid}")
+        raise ValueError(
+            f"model_type {model_type.name} has no Hugging Face checkpoint conversion yet. Supported: {valid}"
+        )
     return _FAMILIES[model_type]
 
 

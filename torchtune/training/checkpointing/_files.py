@@ -19,15 +19,93 @@ _HF_DEFAULT_FILES = (
     "pytorch_model.bin",
 )
 
-CheckpointFiles = Union[None, str, Sequence, Mapping]
+CheckpointFiles = Union[None, str, Sequence, Mapping, "FormattedCheckpointFiles"]
+
+
+class FormattedCheckpointFiles:
+    """Sharded checkpoint file names given by a pattern and the last shard's number.
+
+    ``FormattedCheckpointFiles("model-{}-of-{}.safetensors", "00004")`` stands for
+    ``model-00001-of-00004.safetensors`` ... ``model-00004-of-00004.safetensors``.
+
+    Args:
+        filename_format (str): a name with two ``{}``: the shard number, then ``max_filename``.
+        max_filename (str): the number of the last shard, zero-padded to the width used in the names.
+
+    Raises:
+        ValueError: if ``filename_format`` does not contain exactly two ``{}`` or ``max_filename`` is
+            not made of digits.
+    """
+
+    def __init__(self, filename_format: str, max_filename: str):
+        # Unquoted in YAML, "00004" arrives as the int 4; HF shard names use five digits.
+        max_filename = f"{max_filename:05d}" if isinstance(max_filename, int) else str(max_filename)
+        if str(filename_format).count("{}") != 2 or not max_filename.isdigit():
+            raise ValueError(
+                f"checkpoint_files.filename_format must contain two '{{}}' (got {filename_format!r}) and "
+                f"max_filename must be digits such as '00004' (got {max_filename!r})"
+            )
+        self.filename_format = str(filename_format)
+        self.max_filename = max_filename
+
+    @staticmethod
+    def from_dict(d: dict) -> "FormattedCheckpointFiles":
+        """Build from the ``checkpoint_files`` config dict.
+
+        Args:
+            d (dict): exactly the keys ``filename_format`` and ``max_filename``.
+
+        Returns:
+            FormattedCheckpointFiles: the pattern.
+
+        Raises:
+            ValueError: if the keys differ, or see the class.
+        """
+        if set(d) != {"filename_format", "max_filename"}:
+            raise ValueError(
+                "checkpoint_files as a dict needs exactly 'filename_format' and 'max_filename', got "
+                f"{sorted(d)}"
+            )
+        return FormattedCheckpointFiles(d["filename_format"], d["max_filename"])
+
+    def build_checkpoint_filenames(self):
+        """The file names, first shard first.
+
+        Returns:
+            List[str]: one name per shard.
+        """
+        width = len(self.max_filename)
+        return [
+            self.filename_format.format(str(i).zfill(width), self.max_filename)
+            for i in range(1, int(self.max_filename) + 1)
+        ]
+
+
+def get_largest_iter_folder(dir: Union[str, Path], pattern: str = r"^epoch_(\d+)") -> Optional[str]:
+    """The name of the sub-folder of ``dir`` whose name matches ``pattern`` with the largest number.
+
+    Args:
+        dir (Union[str, Path]): the folder to look in, e.g. a run's ``output_dir``.
+        pattern (str): regular expression whose first group is the number. Default ``^epoch_(\d+)``.
+
+    Returns:
+        Optional[str]: the folder's name (not its path), or None when no sub-folder matches.
+    """
+    regex = re.compile(pattern)
+    found = []
+    for child in Path(dir).iterdir():
+        match = regex.match(child.name)
+        if match and child.is_dir():
+            found.append((int(match.group(1)), child.name))
+    return max(found)[1] if found else None
 
 
 def expand_checkpoint_files(checkpoint_files: CheckpointFiles, checkpoint_dir: Path) -> List[str]:
     """Turn the ``checkpoint_files`` config value into a list of file names.
 
-    Accepts a list of names, a single name, or ``{filename_format, max_filename}`` such as
-    ``{"filename_format": "model-{}-of-{}.safetensors", "max_filename": "00004"}``, which stands
-    for ``model-00001-of-00004.safetensors`` ... ``model-00004-of-00004.safetensors``.
+    Accepts a list of names, a single name, a ``FormattedCheckpointFiles`` or the equivalent
+    ``{filename_format, max_filename}`` dict, e.g.
+    ``{"filename_format": "model-{}-of-{}.safetensors", "max_filename": "00004"}``.
 
     Args:
         checkpoint_files (CheckpointFiles): the config value (omegaconf containers work too).
@@ -43,22 +121,10 @@ def expand_checkpoint_files(checkpoint_files: CheckpointFiles, checkpoint_dir: P
         return []
     if isinstance(checkpoint_files, str):
         return [checkpoint_files]
+    if isinstance(checkpoint_files, FormattedCheckpointFiles):
+        return checkpoint_files.build_checkpoint_filenames()
     if isinstance(checkpoint_files, Mapping):
-        if set(checkpoint_files) != {"filename_format", "max_filename"}:
-            raise ValueError(
-                "checkpoint_files as a dict needs exactly 'filename_format' and 'max_filename', got "
-                f"{sorted(checkpoint_files)}"
-            )
-        fmt, max_name = str(checkpoint_files["filename_format"]), checkpoint_files["max_filename"]
-        # Unquoted in YAML, "00004" arrives as the int 4; HF shard names use five digits.
-        max_name = f"{max_name:05d}" if isinstance(max_name, int) else str(max_name)
-        if fmt.count("{}") != 2 or not max_name.isdigit():
-            raise ValueError(
-                f"checkpoint_files.filename_format must contain two '{{}}' (got {fmt!r}) and max_filename "
-                f"must be digits such as '00004' (got {max_name!r})"
-            )
-        width = len(max_name)
-        return [fmt.format(str(i).zfill(width), max_name) for i in range(1, int(max_name) + 1)]
+        return FormattedCheckpointFiles.from_dict(dict(checkpoint_files)).build_checkpoint_filenames()
     if isinstance(checkpoint_files, Sequence):
         files = [str(f) for f in checkpoint_files]
         if not files:

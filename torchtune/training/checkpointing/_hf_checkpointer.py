@@ -2,7 +2,7 @@
 
 import json
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union
 
 import torch
 
@@ -14,8 +14,9 @@ from torchtune.training.checkpointing._convert import (
     head_dims,
     peft_adapter_config,
 )
-from torchtune.training.checkpointing._files import resolve_hf_files
+from torchtune.training.checkpointing._files import CheckpointFiles, resolve_hf_files
 from torchtune.training.checkpointing._io import load_any, save_json, save_safetensors, save_torch
+from torchtune.training.checkpointing._model_type import ModelType
 
 StateDict = Dict[str, torch.Tensor]
 
@@ -66,6 +67,31 @@ class FullModelHFCheckpointer(_Checkpointer):
         FileNotFoundError: if ``checkpoint_dir`` or its ``config.json`` does not exist.
         ValueError: on an unknown ``model_type``.
     """
+
+    def __init__(
+        self,
+        checkpoint_dir: Union[str, Path],
+        checkpoint_files: CheckpointFiles,
+        model_type: Union[str, ModelType],
+        output_dir: Union[str, Path],
+        adapter_checkpoint: Optional[str] = None,
+        recipe_checkpoint: Optional[str] = None,
+        resume_from_checkpoint: bool = False,
+        safe_serialization: bool = True,
+        should_load_recipe_state: bool = False,
+    ) -> None:
+        # Hugging Face's order: safe_serialization comes before should_load_recipe_state here.
+        super().__init__(
+            checkpoint_dir,
+            checkpoint_files,
+            model_type,
+            output_dir,
+            adapter_checkpoint,
+            recipe_checkpoint,
+            resume_from_checkpoint,
+            should_load_recipe_state,
+            safe_serialization=safe_serialization,
+        )
 
     def _setup(self) -> None:
         self._family = get_family(self._model_type)

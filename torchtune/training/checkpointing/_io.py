@@ -85,11 +85,13 @@ def load_safetensors(path: Path) -> StateDict:
         raise ValueError(f"{path} is corrupt or truncated: {e}") from None
 
 
-def torch_load(path: Path) -> Any:
-    """``torch.load`` with ``weights_only=True`` on CPU, naming the file on failure.
+def torch_load(path: Path, weights_only: bool = True) -> Any:
+    """``torch.load`` on CPU (``weights_only=True`` unless told otherwise), naming the file on failure.
 
     Args:
         path (Path): a ``.pt`` / ``.pth`` / ``.bin`` file written by ``torch.save``.
+        weights_only (bool): refuse pickled objects other than tensors, containers and primitives.
+            Only pass False for files you trust. Default True.
 
     Returns:
         Any: the loaded object (tensors, containers and Python primitives only).
@@ -101,7 +103,7 @@ def torch_load(path: Path) -> Any:
     path = Path(path)
     _require_file(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=weights_only)
     except Exception as e:  # torch raises UnpicklingError, RuntimeError or EOFError depending on the damage
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         if "weights_only" in str(e) or "Unsupported global" in str(e):
@@ -112,12 +114,23 @@ def torch_load(path: Path) -> Any:
         raise ValueError(f"{path} is corrupt or truncated: {msg}") from None
 
 
-def load_any(path: Path) -> StateDict:
-    """Load a state dict from ``.safetensors`` or a ``torch.save`` file (``.pt``, ``.pth``, ``.bin``)."""
+def load_any(path: Path, weights_only: bool = True) -> StateDict:
+    """Load a state dict from ``.safetensors`` or a ``torch.save`` file (``.pt``, ``.pth``, ``.bin``).
+
+    Args:
+        path (Path): the file.
+        weights_only (bool): passed to ``torch_load`` for ``torch.save`` files. Default True.
+
+    Returns:
+        StateDict: the loaded state dict.
+
+    Raises:
+        ValueError: if the file does not hold a dict (or see ``torch_load``).
+    """
     path = Path(path)
     if path.suffix == ".safetensors":
         return load_safetensors(path)
-    obj = torch_load(path)
+    obj = torch_load(path, weights_only=weights_only)
     if not isinstance(obj, dict):
         raise ValueError(f"{path} does not hold a state dict (found {type(obj).__name__})")
     return obj

@@ -17,15 +17,30 @@ class ModelType(Enum):
         GEMMA: Gemma (tied embeddings, ``head_dim`` from config.json).
         QWEN2: Qwen2 and Qwen2.5 (q/k/v biases; q/k rows kept in the HF rotate-half layout).
         PHI3_MINI: Phi-3 mini (fused ``qkv_proj`` and ``gate_up_proj`` split on load).
+        PHI4: Phi-4 (the Phi-3 layout, with grouped-query attention).
+        GEMMA2: Gemma 2 (extra pre/post feed-forward norms; no Hugging Face conversion yet).
+        LLAMA3_VISION: Llama 3.2 Vision (no Hugging Face conversion yet).
+        REWARD: Llama-style reward models with a ``score`` head (no Hugging Face conversion yet).
+        CLIP_TEXT: CLIP text encoder (no Hugging Face conversion yet).
+        T5_ENCODER: T5 encoder (no Hugging Face conversion yet).
+
+    Members without a conversion can be named in configs; ``FullModelHFCheckpointer`` raises a
+    ``ValueError`` naming the model type when asked to convert one.
     """
 
+    GEMMA = "gemma"
+    GEMMA2 = "gemma2"
     LLAMA2 = "llama2"
     LLAMA3 = "llama3"
     LLAMA3_2 = "llama3_2"
+    LLAMA3_VISION = "llama3_vision"
     MISTRAL = "mistral"
-    GEMMA = "gemma"
-    QWEN2 = "qwen2"
     PHI3_MINI = "phi3_mini"
+    PHI4 = "phi4"
+    REWARD = "reward"
+    QWEN2 = "qwen2"
+    CLIP_TEXT = "clip_text"
+    T5_ENCODER = "t5_encoder"
 
 
 def resolve_model_type(model_type: Union[str, ModelType]) -> ModelType:

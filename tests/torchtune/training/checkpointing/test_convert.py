@@ -43,12 +43,13 @@ def test_qwen2_biases_tied_embeddings_round_trip(tmp_path):
     torch.testing.assert_close(logits, hf(TOKENS).logits.detach(), atol=1e-5, rtol=1e-5)
 
 
-def test_phi3_fused_projections_split_and_rejoin(tmp_path):
+@pytest.mark.parametrize("model_type", ["PHI3_MINI", "PHI4"])
+def test_phi3_fused_projections_split_and_rejoin(tmp_path, model_type):
     from transformers import Phi3Config, Phi3ForCausalLM
 
     config = Phi3Config(**_DIMS, pad_token_id=0, bos_token_id=1, eos_token_id=2, tie_word_embeddings=False)
     hf = _save(Phi3ForCausalLM(config), tmp_path / "in")
-    sd, logits = _round_trip_logits(tmp_path / "in", "PHI3_MINI", tmp_path / "out")
+    sd, logits = _round_trip_logits(tmp_path / "in", model_type, tmp_path / "out")
     qkv = hf.model.layers[0].self_attn.qkv_proj.weight  # rows: q (4 heads * 16), k (2 * 16), v (2 * 16)
     assert torch.equal(sd["layers.0.attn.q_proj.weight"], qkv[:64])
     assert torch.equal(sd["layers.0.attn.k_proj.weight"], qkv[64:96])
@@ -79,3 +80,12 @@ def test_unknown_model_type_lists_every_valid_name():
     with pytest.raises(ValueError) as info:
         resolve_model_type("GPT2")
     assert all(name in str(info.value) for name in ModelType.__members__)
+
+
+@pytest.mark.parametrize("model_type", ["GEMMA2", "LLAMA3_VISION", "REWARD", "CLIP_TEXT", "T5_ENCODER"])
+def test_model_types_without_a_conversion_fail_naming_the_type(tmp_path, model_type):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    _save(LlamaForCausalLM(LlamaConfig(**_DIMS)), tmp_path / "in")
+    with pytest.raises(ValueError, match=f"model_type {model_type} has no Hugging Face checkpoint conversion"):
+        FullModelHFCheckpointer(tmp_path / "in", None, model_type, tmp_path / "out")

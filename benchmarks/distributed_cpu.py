@@ -9,6 +9,8 @@ Throughput is the recipe's own ``tokens_per_second_per_gpu`` (trained tokens ove
 step wall time / N), averaged over the steps after ``--warmup``; the total is that times N.
 Peak memory is each rank's peak resident set size (``VmHWM`` in ``/proc``, polled while the job
 runs; Linux only). Wall-clock figures on a shared machine are noisy; compare within one run.
+The table, with a header naming the commit, command and CPU, is written to ``--out``
+(``benchmarks/results/distributed_cpu.md`` by default).
 
 Usage:
     python benchmarks/distributed_cpu.py                          # full and LoRA, 1 and 2 processes
@@ -20,12 +22,16 @@ import json
 import os
 import random
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Dict, List, Optional
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import report  # noqa: E402  (benchmarks/report.py)
 
 MODEL = dict(vocab_size=512, hidden_size=512, intermediate_size=1376, num_hidden_layers=8, num_attention_heads=8,
              num_key_value_heads=8, max_position_embeddings=512, rms_norm_eps=1e-5, rope_theta=10000.0)
@@ -131,7 +137,9 @@ def _workers(parent: int) -> List[int]:
 def _run(root: Path, recipe: str, nproc: int, global_batch: int, steps: int, warmup: int, dtype: str) -> Dict:
     name, config, _, _ = RECIPES[recipe]
     out = root / f"{recipe}_{nproc}"
-    args = [sys.executable, "-m", "torchtune._cli.tune", "run", "--nproc_per_node", str(nproc), name,
+    tune = Path(sys.executable).with_name("tune")  # this environment's `tune` command
+    tune = str(tune) if tune.exists() else (shutil.which("tune") or "tune")
+    args = [tune, "run", "--nproc_per_node", str(nproc), name,
             "--config", config, *_overrides(root, out, recipe, global_batch // nproc, steps, dtype)]
     env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
     env.pop("OMP_NUM_THREADS", None)  # the recipe shares the cores between local ranks itself
@@ -165,21 +173,27 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2, help="first steps left out of tokens/s")
     parser.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="Markdown result file (default benchmarks/results/distributed_cpu.md)")
     args = parser.parse_args()
     if any(args.global_batch % n for n in args.procs):
         parser.error(f"--global-batch {args.global_batch} must divide evenly over {args.procs} processes")
 
+    started = report.start()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         _write_assets(root)
         results = [_run(root, r, n, args.global_batch, args.steps, args.warmup, args.dtype)
                    for r in args.recipes for n in args.procs]
-    print(f"\n{args.dtype}, global batch {args.global_batch}, {args.steps} steps ({args.warmup} warm-up), "
-          f"{len(os.sched_getaffinity(0))} cores")
-    print(f"{'recipe':<6} {'procs':>5} {'tok/s per rank':>15} {'tok/s total':>12}  peak RSS per rank (MiB)")
+    lines = ["| recipe | procs | tok/s per rank | tok/s total | peak RSS per rank (MiB) |",
+             "| --- | ---: | ---: | ---: | --- |"]
     for r in results:
-        print(f"{r['recipe']:<6} {r['procs']:>5} {r['tok_s_rank']:>15.0f} {r['tok_s_total']:>12.0f}  "
-              f"{', '.join(map(str, r['peak_rss_mib']))}")
+        lines.append(f"| {r['recipe']} | {r['procs']} | {r['tok_s_rank']:.0f} | {r['tok_s_total']:.0f} | "
+                     f"{', '.join(map(str, r['peak_rss_mib']))} |")
+    notes = [f"{args.dtype}, global batch {args.global_batch}, {args.steps} steps ({args.warmup} warm-up), "
+             f"{len(os.sched_getaffinity(0))} cores shared by the ranks."]
+    report.write_report(args.out or report.default_path(__file__), "Distributed recipes on CPU (distributed_cpu.py)",
+                        "\n".join(lines), started, notes)
 
 
 if __name__ == "__main__":

@@ -12,13 +12,14 @@ a documented recipe option that batches samples of similar length) with the same
 v_proj, rank 8, alpha 16), initial adapter, optimizer (fused AdamW, lr 3e-4, weight decay 0.01) and
 cosine schedule (no warmup):
 1. ours: ``tune run lora_finetune_single_device --config <work>/ours_<variant>.yaml``;
-2. peft: ``benchmarks/_lora_cpu_peft.py``, a plain PyTorch loop on transformers + peft.
+2. peft: ``benchmarks/lora_cpu_peft.py``, a plain PyTorch loop on transformers + peft.
 
 Tokens/s counts the trained (non-ignored, shifted) tokens of steps 2..N over the wall time of
 those steps: the recipe's per-step ``tokens_per_second_per_gpu`` (DiskLogger) gives its step
 times, the peft loop times its steps itself. Peak RSS is each process's own (``os.wait4``).
 The side that runs first alternates between repeats; the ratio is the median of the per-repeat
-ratios ours/peft.
+ratios ours/peft. The table, with a header naming the commit, command and CPU, is written to
+``--out`` (``benchmarks/results/lora_cpu.md`` by default).
 
 Both sides run with the same environment, by default with ``OMP_WAIT_POLICY=PASSIVE``: on a
 shared machine, OpenMP's default spin-waiting lets one descheduled thread stall every parallel
@@ -42,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Dict, List, Tuple
 
@@ -50,7 +52,8 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import _lora_cpu_assets as assets  # noqa: E402
+import lora_cpu_assets as assets  # noqa: E402
+import report  # noqa: E402
 
 VARIANTS = {"fp32-mha": ("fp32", 8), "fp32-gqa": ("fp32", 2), "bf16-mha": ("bf16", 8), "bf16-gqa": ("bf16", 2)}
 TRAIN = dict(batch_size=4, max_seq_len=512, rank=8, alpha=16, lr=3e-4, weight_decay=0.01, warmup=0, seed=0,
@@ -106,21 +109,31 @@ def make_assets(work: Path) -> None:
 
 
 def make_batches(cfg: Dict, steps: int) -> List[Dict[str, torch.Tensor]]:
-    """The first ``steps`` batches of the recipe, built by the recipe's own data setup."""
+    """The first ``steps`` batches the recipe trains on, built from the same public pieces as its data setup.
+
+    Same dataset and tokenizer (from the config), ``training.LengthGroupedSampler`` seeded with the
+    config's seed, ``padded_collate_sft`` with the tokenizer's pad id and the loss's ignore index,
+    ``drop_last=True``. Both sides' step-1 losses agreeing (the table's loss@1) checks that the
+    recipe saw these very batches.
+    """
     from omegaconf import OmegaConf
+    from torch.utils.data import DataLoader
 
-    from torchtune import config
-
-    sys.path.insert(0, str(HERE.parent / "recipes"))
-    from lora_finetune_single_device import LoRAFinetuneRecipeSingleDevice
+    from torchtune import config, training
+    from torchtune.data import padded_collate_sft
 
     cfg = OmegaConf.create(cfg)
-    recipe = LoRAFinetuneRecipeSingleDevice(cfg)  # sets the seed the sampler shuffles with
-    recipe._tokenizer = config.instantiate(cfg.tokenizer)
-    recipe._loss_fn = config.instantiate(cfg.loss)  # its ignore_index pads the labels
-    sampler, loader = recipe._setup_data(cfg.dataset, cfg.shuffle, cfg.batch_size,
-                                         group_by_length=cfg.get("group_by_length", False))
+    if not cfg.get("group_by_length", False) or cfg.dataset.get("packed", False):
+        raise ValueError("the benchmark's batches follow the recipe with group_by_length=True and unpacked data")
+    tokenizer = config.instantiate(cfg.tokenizer)
+    ignore_index = config.instantiate(cfg.loss).ignore_index
+    dataset = config.instantiate(cfg.dataset, tokenizer)
+    lengths = [len(dataset[i]["tokens"]) for i in range(len(dataset))]
+    sampler = training.LengthGroupedSampler(dataset, lengths, cfg.batch_size, num_replicas=1, rank=0,
+                                            shuffle=cfg.shuffle, seed=cfg.seed)
     sampler.set_epoch(0)
+    collate = partial(padded_collate_sft, padding_idx=tokenizer.pad_id, ignore_idx=ignore_index)
+    loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, collate_fn=collate, drop_last=True)
     batches = []
     for batch in loader:
         if len(batches) == steps:
@@ -150,6 +163,12 @@ def initial_lora_a(cfg: Dict) -> Dict[str, torch.Tensor]:
 
 
 _CHILD_ENV: Dict[str, str] = {}  # set once in main(); identical for both sides
+
+
+def tune_executable() -> str:
+    """The ``tune`` command of this Python environment (falls back to the one on ``PATH``)."""
+    beside = Path(sys.executable).with_name("tune")
+    return str(beside) if beside.exists() else (shutil.which("tune") or "tune")
 
 
 def _run(cmd: List[str], log: Path) -> Tuple[float, float]:
@@ -183,7 +202,7 @@ def run_ours(run_dir: Path, cfg: Dict, tokens: List[int]) -> Dict:
 
     cfg_path = run_dir / "ours.yaml"
     OmegaConf.save(OmegaConf.create(cfg), cfg_path)
-    cmd = [sys.executable, "-m", "torchtune._cli.tune", "run", "lora_finetune_single_device", "--config", str(cfg_path)]
+    cmd = [tune_executable(), "run", "lora_finetune_single_device", "--config", str(cfg_path)]
     wall, rss = _run(cmd, run_dir / "ours.log")
     losses, tps = _read_disk_log(run_dir / "out" / "logs" / "log.txt")
     return {"losses": losses, "step_times": [n / r for n, r in zip(tokens, tps)], "tokens": tokens,
@@ -195,7 +214,7 @@ def run_peft(run_dir: Path, work: Path, dtype: str, kv_heads: int, steps: int) -
                 batches=str(work / "batches.pt"), init_lora_a=str(work / f"lora_a_{dtype}_kv{kv_heads}.pt"),
                 adapter_dir=str(run_dir / "peft_adapter"), result=str(run_dir / "peft.json"))
     (run_dir / "peft_spec.json").write_text(json.dumps(spec))
-    wall, rss = _run([sys.executable, str(HERE / "_lora_cpu_peft.py"), str(run_dir / "peft_spec.json")],
+    wall, rss = _run([sys.executable, str(HERE / "lora_cpu_peft.py"), str(run_dir / "peft_spec.json")],
                      run_dir / "peft.log")
     return dict(json.loads((run_dir / "peft.json").read_text()), rss_mib=rss, wall_s=wall)
 
@@ -209,7 +228,7 @@ def _loss_at(result: Dict, step: int) -> float:
     return result["losses"][min(step, len(result["losses"])) - 1]
 
 
-def report(results: Dict[str, List[Tuple[Dict, Dict]]], steps: int) -> str:
+def table(results: Dict[str, List[Tuple[Dict, Dict]]], steps: int) -> str:
     """Markdown table of medians over repeats."""
     mid = min(10, steps)
     lines = [
@@ -244,6 +263,8 @@ def main() -> None:
                         help="OMP_WAIT_POLICY of both sides' processes (default PASSIVE: see the module doc)")
     parser.add_argument("--allow-emulated-bf16", action="store_true",
                         help="run bf16 variants even on a CPU without bf16 instructions (very slow)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="Markdown result file (default benchmarks/results/lora_cpu.md)")
     args = parser.parse_args()
     if args.omp_wait_policy != "inherit":
         _CHILD_ENV["OMP_WAIT_POLICY"] = args.omp_wait_policy
@@ -262,6 +283,7 @@ def main() -> None:
     if args.steps < 2:
         parser.error("--steps must be at least 2 (tokens/s is measured over steps 2..N)")
 
+    started = report.start()
     t_start = time.perf_counter()
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="lora_cpu_"))
     work.mkdir(parents=True, exist_ok=True)
@@ -305,11 +327,13 @@ def main() -> None:
                   f"{peft['wall_s']:.0f} s) | ratio {tokens_per_s(ours) / tokens_per_s(peft):.2f} | "
                   f"loss@1 {ours['losses'][0]:.4f} / {peft['losses'][0]:.4f}", flush=True)
 
-    print(f"\npython benchmarks/lora_cpu.py {' '.join(sys.argv[1:])}".rstrip())
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
-          f"OMP_WAIT_POLICY={_CHILD_ENV.get('OMP_WAIT_POLICY', os.environ.get('OMP_WAIT_POLICY', 'unset'))}; "
-          f"total {time.perf_counter() - t_start:.0f} s; median of {args.repeats} repeat(s)\n")
-    print(report(results, args.steps))
+    ratios = {v: ", ".join(f"{tokens_per_s(o) / tokens_per_s(p):.2f}" for o, p in pairs) for v, pairs in results.items()}
+    notes = [f"Both sides' processes ran with OMP_WAIT_POLICY="
+             f"{_CHILD_ENV.get('OMP_WAIT_POLICY', os.environ.get('OMP_WAIT_POLICY', 'unset'))}; {args.steps} steps; "
+             f"median of {args.repeats} repeat(s); total {time.perf_counter() - t_start:.0f} s.",
+             "Per-repeat ratios ours/peft: " + "; ".join(f"{v} {r}" for v, r in ratios.items()) + "."]
+    report.write_report(args.out or report.default_path(__file__), "LoRA on CPU, ours vs transformers + peft "
+                        "(lora_cpu.py)", table(results, args.steps), started, notes)
 
 
 if __name__ == "__main__":

@@ -12,9 +12,10 @@ generator (uniform 40..200, mean ~120), right-padded to the longest of the batch
 the first 40% of each sample (the prompt) and on padding.
 
 Variants (each puts ONE change back to its code before commit aca8960; ``none`` puts back all four):
-    all               the working tree: matmul-form SDPA, fused LinearCrossEntropyLoss(chunk_size=256),
-                      complex RoPE, addmm LoRA forward
-    no_matmul_sdpa    torchtune.modules._sdpa.MATMUL_FORM_MAX_SCORES = 0 (F.scaled_dot_product_attention)
+    all               the working tree: matmul-form SDPA, fused LinearCrossEntropyLoss(chunk_size=--chunk-size,
+                      256 by default), complex RoPE, addmm LoRA forward
+    no_matmul_sdpa    attention calls torch's F.scaled_dot_product_attention directly (the matmul form only
+                      ever runs in bf16, so in fp32 this variant changes nothing)
     chunked_ce_loss   CEWithChunkedOutputLoss(8) + model.set_num_output_chunks(8) (full logits, 8 chunks)
     old_rope          the old RotaryPositionalEmbeddings.forward (stacked cos/sin element-wise ops)
     old_lora_forward  the old LoRALinear.forward (out + scaling * B(A(x)))
@@ -25,11 +26,15 @@ matters for ``chunked_ce_loss``/``none``, which therefore use the working tree's
 Every variant starts from the same seed, weights, adapters and batches; its first-step loss is
 printed (``loss@1``) and must agree across variants up to dtype rounding. Variants run in a rotated
 order in each of ``--repeats`` rounds; a variant's reported figure is its best (lowest) per-round
-median step time. ``tok/s`` = mean trained tokens per timed step / that median step time.
+median step time, and the spread (max/min of its per-round medians) shows how noisy the machine
+was. ``tok/s`` = mean trained tokens per timed step / that median step time. The table and its
+header (commit, command, CPU, torch, threads) are written to ``--out``
+(``benchmarks/results/lora_step_ablation.md`` by default).
 
 Usage:
     python benchmarks/lora_step_ablation.py                      # bf16 where the CPU has bf16 instructions, else fp32
     python benchmarks/lora_step_ablation.py --dtype fp32 --kv-heads 2 --steps 20 --repeats 3 --variants all,none
+    python benchmarks/lora_step_ablation.py --dtype fp32 --chunk-size 128     # the fused loss in 128-row chunks
     python benchmarks/lora_step_ablation.py --dtype bf16 --threads 4 --profile no_matmul_sdpa  # profile only
 On a shared machine, ``OMP_WAIT_POLICY=PASSIVE python ...`` avoids spin-wait stalls (see lora_cpu.py).
 """
@@ -38,18 +43,24 @@ import argparse
 import contextlib
 import gc
 import statistics
+import sys
 import time
+from pathlib import Path
 from typing import Dict, FrozenSet, Iterator, List, Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-import torchtune.modules._sdpa as sdpa
+import torchtune.modules.attention as attention
 from torchtune import training
 from torchtune.models.llama2 import lora_llama2
 from torchtune.modules.loss import CEWithChunkedOutputLoss, LinearCrossEntropyLoss
 from torchtune.modules.peft import LoRALinear, get_adapter_params, set_trainable_params
 from torchtune.modules.position_embeddings import RotaryPositionalEmbeddings
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import report  # noqa: E402  (benchmarks/report.py)
 
 IGNORE = -100
 CHANGES = ("sdpa", "loss", "rope", "lora")
@@ -83,28 +94,35 @@ def old_rope_forward(
 
 
 def old_lora_forward(self: LoRALinear, x: torch.Tensor) -> torch.Tensor:
-    """``git show aca8960^:torchtune/modules/peft/lora.py``, LoRALinear.forward."""
-    out = self._base_linear(x, self.bias)
+    """``git show aca8960^:torchtune/modules/peft/lora.py``, LoRALinear.forward (unquantized base)."""
+    out = F.linear(x, self.weight, self.bias)
     if self.disabled:
         return out
     return out + self.scaling * self.lora_b(self.lora_a(self.dropout(x)))
+
+
+def torch_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, attn_mask: Optional[torch.Tensor] = None,
+               dropout_p: float = 0.0, is_causal: bool = False, enable_gqa: bool = False) -> torch.Tensor:
+    """PyTorch's fused attention, called as ``MultiHeadAttention`` calls ours (before the matmul form)."""
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal,
+                                          enable_gqa=enable_gqa)
 
 
 @contextlib.contextmanager
 def switched_off(changes: FrozenSet[str]) -> Iterator[None]:
     """Monkeypatch the given in-process changes back to the old code; restore on exit. ("loss" is not a
     patch: it selects the loss in ``build``.)"""
-    saved = (sdpa.MATMUL_FORM_MAX_SCORES, RotaryPositionalEmbeddings.forward, LoRALinear.forward)
+    saved = (attention.scaled_dot_product_attention, RotaryPositionalEmbeddings.forward, LoRALinear.forward)
     try:
         if "sdpa" in changes:
-            sdpa.MATMUL_FORM_MAX_SCORES = 0  # read at every call by _use_matmul_form
+            attention.scaled_dot_product_attention = torch_sdpa  # looked up at every call
         if "rope" in changes:
             RotaryPositionalEmbeddings.forward = old_rope_forward
         if "lora" in changes:
             LoRALinear.forward = old_lora_forward
         yield
     finally:
-        sdpa.MATMUL_FORM_MAX_SCORES, RotaryPositionalEmbeddings.forward, LoRALinear.forward = saved
+        attention.scaled_dot_product_attention, RotaryPositionalEmbeddings.forward, LoRALinear.forward = saved
 
 
 def make_batches(n: int, vocab: int, batch_size: int = 4, seed: int = 0) -> List[Tuple[torch.Tensor, torch.Tensor]]:
@@ -142,7 +160,7 @@ def build(args: argparse.Namespace, chunked_loss: bool) -> Tuple[nn.Module, torc
         loss_fn: nn.Module = CEWithChunkedOutputLoss(num_output_chunks=8)
         model.set_num_output_chunks(loss_fn.num_output_chunks)  # model returns 8 logits chunks
     else:
-        loss_fn = LinearCrossEntropyLoss(chunk_size=256)
+        loss_fn = LinearCrossEntropyLoss(chunk_size=args.chunk_size)
         loss_fn.set_model_output(model)  # model returns hidden states, loss projects
     model.train()
     return model, optimizer, loss_fn
@@ -181,8 +199,8 @@ def run_variant(args: argparse.Namespace, name: str, batches: List[Tuple[torch.T
     return first_loss, statistics.median(times)
 
 
-def profile_variant(args: argparse.Namespace, name: str, batches: List[Tuple[torch.Tensor, torch.Tensor]]) -> None:
-    """Print the top-15 ops by self CPU time over 3 steps of one variant, after 2 warm-up steps."""
+def profile_variant(args: argparse.Namespace, name: str, batches: List[Tuple[torch.Tensor, torch.Tensor]]) -> str:
+    """The top-15 ops by self CPU time over 3 steps of one variant, after 2 warm-up steps, as text."""
     off = VARIANTS[name]
     with switched_off(off):
         model, optimizer, loss_fn = build(args, chunked_loss="loss" in off)
@@ -191,8 +209,7 @@ def profile_variant(args: argparse.Namespace, name: str, batches: List[Tuple[tor
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
             for batch in batches[2:5]:
                 train_step(model, optimizer, loss_fn, batch)
-    print(f"## profile: {name}, {args.dtype}, 3 steps\n")
-    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15)
 
 
 def main() -> None:
@@ -204,6 +221,11 @@ def main() -> None:
     p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ",".join(VARIANTS))
     p.add_argument("--profile", choices=list(VARIANTS), help="only profile 3 steps of this variant")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    p.add_argument("--chunk-size", type=int, default=256,
+                   help="rows per chunk of the fused LinearCrossEntropyLoss (the recipe configs use 256)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="Markdown result file (default benchmarks/results/lora_step_ablation.md, or "
+                        "lora_step_ablation_profile_<variant>.md with --profile)")
     p.add_argument("--layers", type=int, default=8)
     p.add_argument("--kv-heads", type=int, default=8)
     p.add_argument("--heads", type=int, default=8)
@@ -218,34 +240,49 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     names = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = [v for v in names if v not in VARIANTS]
-    if unknown or not names or args.steps < 1 or args.repeats < 1:
-        p.error(f"need known variants (unknown: {unknown}), --steps >= 1 and --repeats >= 1")
+    if unknown or not names or args.steps < 1 or args.repeats < 1 or args.chunk_size < 1:
+        p.error(f"need known variants (unknown: {unknown}), --steps >= 1, --repeats >= 1 and --chunk-size >= 1")
+    started = report.start()
 
-    print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, {args.dtype}, layers {args.layers}, "
-          f"dim {args.dim}, ffn {args.ffn}, heads {args.heads}/{args.kv_heads} kv, vocab {args.vocab}")
+    setting = (f"{args.dtype}, layers {args.layers}, dim {args.dim}, ffn {args.ffn}, heads {args.heads}/"
+               f"{args.kv_heads} kv, vocab {args.vocab}, fused loss chunk {args.chunk_size}")
+    print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, {setting}")
     if args.profile:
-        profile_variant(args, args.profile, make_batches(5, args.vocab, seed=args.seed))
+        table = profile_variant(args, args.profile, make_batches(5, args.vocab, seed=args.seed))
+        out = args.out or report.RESULTS_DIR / f"lora_step_ablation_profile_{args.profile}.md"
+        report.write_report(out, f"Profile of 3 LoRA steps, variant {args.profile} (lora_step_ablation.py)",
+                            f"```\n{table.rstrip()}\n```", started, [f"Setting: {setting}."])
         return
 
     warmup = 2
     batches = make_batches(warmup + args.steps, args.vocab, seed=args.seed)
     tokens_per_step = statistics.mean(int((lab != IGNORE).sum()) for _, lab in batches[warmup:])
     print(f"# batches: {[tuple(t.shape) for t, _ in batches]}, mean trained tokens/step {tokens_per_step:.0f}")
-    best: Dict[str, float] = {}
+    medians: Dict[str, List[float]] = {name: [] for name in names}
     loss1: Dict[str, float] = {}
     for r in range(args.repeats):
         order = names[r % len(names):] + names[:r % len(names)]  # rotate: no variant always runs first
         for name in order:
             loss1[name], median = run_variant(args, name, batches, warmup)
-            best[name] = min(best.get(name, float("inf")), median)
+            medians[name].append(median)
             print(f"repeat {r + 1}/{args.repeats} {name:17s} median {median:.4f} s  loss@1 {loss1[name]:.5f}",
                   flush=True)
 
+    best = {name: min(m) for name, m in medians.items()}
     ref = best.get("all")
-    print("\n| variant | median step s | tok/s | vs all | loss@1 |\n|---|---:|---:|---:|---:|")
+    lines = ["| variant | median step s | tok/s | vs all | spread over repeats | loss@1 |",
+             "|---|---:|---:|---:|---:|---:|"]
     for name in names:
         ratio = f"{best[name] / ref:.2f}x" if ref else "-"  # step time relative to `all` (>1: slower)
-        print(f"| {name} | {best[name]:.4f} | {tokens_per_step / best[name]:.0f} | {ratio} | {loss1[name]:.5f} |")
+        spread = max(medians[name]) / best[name]  # 1.00x: every round measured the same median
+        lines.append(f"| {name} | {best[name]:.4f} | {tokens_per_step / best[name]:.0f} | {ratio} | "
+                     f"{spread:.2f}x | {loss1[name]:.5f} |")
+    notes = [f"Setting: {setting}; batch 4, mean {tokens_per_step:.0f} trained tokens per step; {args.steps} timed "
+             f"steps after 2 warm-up steps, {args.repeats} rotated round(s), best per-round median kept.",
+             "Per-round median step seconds: " + "; ".join(
+                 f"{name} " + ", ".join(f"{m:.3f}" for m in medians[name]) for name in names) + "."]
+    report.write_report(args.out or report.default_path(__file__), "LoRA step ablation (lora_step_ablation.py)",
+                        "\n".join(lines), started, notes)
 
 
 if __name__ == "__main__":

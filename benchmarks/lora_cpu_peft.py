@@ -2,7 +2,7 @@
 
 Run in its own process by ``lora_cpu.py`` (so that its peak RSS is its own):
 
-    python benchmarks/_lora_cpu_peft.py SPEC.json
+    python benchmarks/lora_cpu_peft.py SPEC.json
 
 ``SPEC.json`` names the HF checkpoint, the dtype, the LoRA / optimizer settings, a ``.pt`` file of
 the pre-built batches (the very batches the recipe sees: same samples, order and padding) and an

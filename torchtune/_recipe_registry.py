@@ -9,7 +9,7 @@ or run.
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 # ``recipes`` is installed as a sibling of ``torchtune`` (see pyproject.toml), both in a source
 # checkout and in site-packages.
@@ -57,58 +57,49 @@ class Recipe:
         return RECIPES_DIR / self.file_path
 
 
-def _llama2(*names: str) -> List[Config]:
-    return [Config(name=f"llama2/{n}", file_path=f"llama2/{n}.yaml") for n in names]
+# Configs by model family, then by recipe: ``recipes/configs/<family>/<name>.yaml``. A family adds
+# one block here (see docs/model_stack.md, "Adding a model family").
+_FAMILY_CONFIGS: Dict[str, Dict[str, List[str]]] = {
+    "llama2": {
+        "full_finetune_single_device": ["7B_full_low_memory"],
+        "full_finetune_distributed": ["7B_full", "13B_full"],
+        "lora_finetune_single_device": ["7B_lora_single_device", "7B_qlora_single_device", "13B_qlora_single_device"],
+        "lora_finetune_distributed": ["7B_lora", "13B_lora", "70B_lora", "7B_qlora"],
+    },
+    "demo": {
+        "lora_finetune_single_device": ["tiny_llama_lora"],
+    },
+}
+
+# Configs that belong to no family: ``recipes/configs/<name>.yaml``.
+_TOP_LEVEL_CONFIGS: Dict[str, List[str]] = {
+    "generate": ["generation"],
+    "quantize": ["quantization"],
+    "eleuther_eval": ["eleuther_evaluation"],
+}
+
+# name, whether it may run on several processes (torchrun)
+_RECIPES = [
+    ("full_finetune_single_device", False),
+    ("full_finetune_distributed", True),
+    ("lora_finetune_single_device", False),
+    ("lora_finetune_distributed", True),
+    ("generate", False),
+    ("quantize", False),
+    ("eleuther_eval", False),
+]
 
 
-def _single(name: str) -> List[Config]:
-    return [Config(name=name, file_path=f"{name}.yaml")]
+def _configs_of(recipe: str) -> List[Config]:
+    configs = [Config(name=name, file_path=f"{name}.yaml") for name in _TOP_LEVEL_CONFIGS.get(recipe, [])]
+    for family, by_recipe in _FAMILY_CONFIGS.items():
+        configs += [Config(name=f"{family}/{n}", file_path=f"{family}/{n}.yaml") for n in by_recipe.get(recipe, [])]
+    return configs
 
 
 _REGISTRY: List[Recipe] = [
-    Recipe(
-        name="full_finetune_single_device",
-        file_path="full_finetune_single_device.py",
-        configs=_llama2("7B_full_low_memory"),
-        supports_distributed=False,
-    ),
-    Recipe(
-        name="full_finetune_distributed",
-        file_path="full_finetune_distributed.py",
-        configs=_llama2("7B_full", "13B_full"),
-        supports_distributed=True,
-    ),
-    Recipe(
-        name="lora_finetune_single_device",
-        file_path="lora_finetune_single_device.py",
-        configs=_llama2("7B_lora_single_device", "7B_qlora_single_device", "13B_qlora_single_device")
-        + [Config(name="demo/tiny_llama_lora", file_path="demo/tiny_llama_lora.yaml")],
-        supports_distributed=False,
-    ),
-    Recipe(
-        name="lora_finetune_distributed",
-        file_path="lora_finetune_distributed.py",
-        configs=_llama2("7B_lora", "13B_lora", "70B_lora", "7B_qlora"),
-        supports_distributed=True,
-    ),
-    Recipe(
-        name="generate",
-        file_path="generate.py",
-        configs=_single("generation"),
-        supports_distributed=False,
-    ),
-    Recipe(
-        name="quantize",
-        file_path="quantize.py",
-        configs=_single("quantization"),
-        supports_distributed=False,
-    ),
-    Recipe(
-        name="eleuther_eval",
-        file_path="eleuther_eval.py",
-        configs=_single("eleuther_evaluation"),
-        supports_distributed=False,
-    ),
+    Recipe(name=name, file_path=f"{name}.py", configs=_configs_of(name), supports_distributed=distributed)
+    for name, distributed in _RECIPES
 ]
 
 

@@ -9,16 +9,21 @@ from torchtune.config._instantiate import instantiate
 from torchtune.config._loading import find_config_file, load_config
 from torchtune.config._log_config import log_config
 from torchtune.config._parse import apply_overrides, parse
+from torchtune.config._redaction import is_secret_key, REDACTED, redact_secrets, redacted_yaml
 from torchtune.config._validate import validate
 
 __all__ = [
     "ConfigError",
     "InstantiationError",
+    "REDACTED",
     "apply_overrides",
     "find_config_file",
     "instantiate",
+    "is_secret_key",
     "load_config",
     "log_config",
     "parse",
+    "redact_secrets",
+    "redacted_yaml",
     "validate",
 ]

@@ -1,12 +1,15 @@
 import os
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
+
+from torchtune.config._redaction import redacted_yaml
 
 
 def log_config(recipe_name: str, cfg: DictConfig) -> None:
     """Log the final config (file plus overrides, interpolations resolved) a recipe runs with.
 
-    Only rank 0 logs, so a run on several processes prints it once.
+    Only rank 0 logs, so a run on several processes prints it once. Secrets are masked by
+    :func:`torchtune.config.redact_secrets` (credential-like keys, ``${oc.env:...}`` values).
 
     Args:
         recipe_name (str): name shown in the header, e.g. ``"LoRAFinetuneRecipeSingleDevice"``.
@@ -17,5 +20,5 @@ def log_config(recipe_name: str, cfg: DictConfig) -> None:
         return
     from torchtune.utils import get_logger  # deferred: torchtune.utils imports torch
 
-    text = OmegaConf.to_yaml(cfg, resolve=True)
+    text = redacted_yaml(cfg)
     get_logger().info(f"Running {recipe_name} with resolved config:\n\n{text}")

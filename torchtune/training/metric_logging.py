@@ -2,55 +2,24 @@
 
 Every logger has ``log(name, data, step)``, ``log_dict(payload, step)``, ``log_config(config)``
 and ``close()``. In a distributed run only rank 0 writes. ``log_config`` never records secrets:
-values under keys such as ``hf_token`` or ``api_key`` (and strings that look like Hugging Face
-tokens) are replaced by ``"<redacted>"``.
+it records only what :func:`torchtune.config.redact_secrets` returns, where values under keys
+such as ``hf_token`` or ``api_key``, values read with ``${oc.env:...}`` and strings that look like
+Hugging Face tokens are replaced by ``"<redacted>"``.
 """
-import re
 import sys
 import time
 from pathlib import Path
 from typing import Any, Mapping, Optional, Protocol, Union
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from torchtune.config import REDACTED, redact_secrets, redacted_yaml
 from torchtune.training._distributed import get_world_size_and_rank
 from torchtune.utils._logging import get_logger
 
 _log = get_logger()
 Scalar = Union[float, int, torch.Tensor]
-REDACTED = "<redacted>"
-# Key names holding credentials: token, hf_token, access_token, api_key, wandb_api_key, secret, password...
-_SECRET_KEY = re.compile(
-    r"^((hf|hub|huggingface|wandb|comet|mlflow|openai|access|auth|api|bearer|refresh)_)?token$"
-    r"|api_?key|secret|passw(or)?d|credential",
-    re.IGNORECASE,
-)
-_SECRET_VALUE = re.compile(r"\bhf_[A-Za-z0-9]{20,}")
-
-
-def redact_secrets(value: Any) -> Any:
-    """A copy of a nested config with every secret value replaced by ``"<redacted>"``.
-
-    Args:
-        value (Any): a ``DictConfig``/``ListConfig``, dict, list or scalar.
-
-    Returns:
-        Any: plain containers (interpolations resolved) without secrets.
-    """
-    if OmegaConf.is_config(value):
-        value = OmegaConf.to_container(value, resolve=True)
-    if isinstance(value, Mapping):
-        return {k: REDACTED if _SECRET_KEY.search(str(k)) else redact_secrets(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [redact_secrets(v) for v in value]
-    if isinstance(value, str) and _SECRET_VALUE.search(value):
-        return REDACTED
-    return value
-
-
-def _config_yaml(config: Union[DictConfig, Mapping]) -> str:
-    return OmegaConf.to_yaml(OmegaConf.create(redact_secrets(config)))
 
 
 def _scalar(data: Any) -> Any:
@@ -107,7 +76,7 @@ class DiskLogger:
 
     def log_config(self, config: DictConfig) -> None:
         path = self._file_name.with_name(self._file_name.stem + "_config.yaml")
-        path.write_text(_config_yaml(config))
+        path.write_text(redacted_yaml(config))
 
     def close(self) -> None:
         if not self._file.closed:
@@ -135,7 +104,7 @@ class StdoutLogger:
         print(f"Step {step} | " + " ".join(f"{name}:{_scalar(data)}" for name, data in payload.items()))
 
     def log_config(self, config: DictConfig) -> None:
-        print("Config:\n" + _config_yaml(config))
+        print("Config:\n" + redacted_yaml(config))
 
     def close(self) -> None:
         sys.stdout.flush()
@@ -169,7 +138,7 @@ class TensorBoardLogger:
     def log_config(self, config: DictConfig) -> None:
         if self._writer is not None:
             # Indented four spaces: TensorBoard renders text as Markdown, this keeps it verbatim.
-            text = "\n".join("    " + line for line in _config_yaml(config).splitlines())
+            text = "\n".join("    " + line for line in redacted_yaml(config).splitlines())
             self._writer.add_text("config", text)
 
     def close(self) -> None:

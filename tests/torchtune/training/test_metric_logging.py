@@ -123,3 +123,57 @@ def test_wandb_logger_calls(monkeypatch):
     logger.close()
     assert run.logged == [{"loss": 1.5, "global_step": 4}, {"lr": 0.1, "global_step": 5}]
     assert run.config.updates[0]["hf_token"] == "<redacted>" and run.finished
+
+
+ENV_SECRET = "env-secret-value-5d8e1b"
+TOKEN_SECRET = "token-key-secret-3c7f0a"
+
+
+def _secret_config(monkeypatch):
+    monkeypatch.setenv("TT_LOGGER_SECRET", ENV_SECRET)
+    return OmegaConf.create(
+        {
+            "output_dir": "/tmp/run",
+            "token": TOKEN_SECRET,
+            "max_tokens": 7,
+            "checkpointer": {"hub_auth": "${oc.env:TT_LOGGER_SECRET}"},
+            "callbacks": [{"header": "Bearer ${oc.env:TT_LOGGER_SECRET}"}],
+        }
+    )
+
+
+def _assert_no_secret(data):
+    for secret in (ENV_SECRET, TOKEN_SECRET):
+        assert secret.encode() not in data
+
+
+def test_no_logger_writes_a_secret(monkeypatch, tmp_path, capsys):
+    """Every logger's log_config, given a token key and an env secret: no output or file holds either."""
+    cfg = _secret_config(monkeypatch)
+    disk = DiskLogger(log_dir=str(tmp_path / "disk"))
+    disk.log_config(cfg)
+    disk.close()
+    stdout = StdoutLogger()
+    stdout.log_config(cfg)
+    stdout.close()
+    tensorboard = TensorBoardLogger(log_dir=str(tmp_path / "tb"))
+    tensorboard.log_config(cfg)
+    tensorboard.close()
+    fake = types.ModuleType("wandb")
+    fake.run = None
+    fake.init = lambda **kwargs: _FakeRun(**kwargs)
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    wandb = WandBLogger(project="p")
+    run = wandb._run
+    wandb.log_config(cfg)
+    wandb.close()
+
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any(p.name.endswith("_config.yaml") for p in files) and any("tfevents" in p.name for p in files)
+    for path in files:
+        _assert_no_secret(path.read_bytes())
+    captured = capsys.readouterr()
+    _assert_no_secret((captured.out + captured.err).encode())
+    assert "max_tokens: 7" in captured.out
+    _assert_no_secret(repr(run.config.updates).encode())
+    assert run.config.updates == [redact_secrets(cfg)] and run.config.updates[0]["token"] == "<redacted>"

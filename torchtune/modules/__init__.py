@@ -1,9 +1,20 @@
 from torchtune.modules.attention import MultiHeadAttention
-from torchtune.modules.attention_utils import block_causal_mask, causal_mask
-from torchtune.modules.common_utils import delete_kv_caches, disable_kv_cache, local_kv_cache
+from torchtune.modules.attention_utils import (
+    block_causal_mask,
+    causal_mask,
+    create_block_causal_mask,
+    packed_block_causal_mask,
+)
+from torchtune.modules.common_utils import (
+    delete_kv_caches,
+    disable_kv_cache,
+    local_kv_cache,
+    reparametrize_as_dtype_state_dict_post_hook,
+)
 from torchtune.modules.decoder_builder import ScaledEmbedding, build_decoder
 from torchtune.modules.feed_forward import FeedForward
 from torchtune.modules.kv_cache import KVCache
+from torchtune.modules.layer_norm import Fp32LayerNorm
 from torchtune.modules.layer_builders import (
     LinearBuilder,
     build_mlp,
@@ -11,12 +22,20 @@ from torchtune.modules.layer_builders import (
     dense_linear,
     frozen_nf4_linear,
 )
+from torchtune.modules.low_precision import FrozenNF4Linear
 from torchtune.modules.position_embeddings import RotaryPositionalEmbeddings
 from torchtune.modules.rms_norm import RMSNorm
+from torchtune.modules.tanh_gate import TanhGate
 from torchtune.modules.tied_linear import TiedLinear
 from torchtune.modules.transformer import TransformerDecoder, TransformerSelfAttentionLayer
 
 __all__ = [
+    "Fp32LayerNorm",
+    "FrozenNF4Linear",
+    "TanhGate",
+    "create_block_causal_mask",
+    "packed_block_causal_mask",
+    "reparametrize_as_dtype_state_dict_post_hook",
     "MultiHeadAttention",
     "FeedForward",
     "KVCache",

@@ -28,17 +28,32 @@ def block_causal_mask(document_ids: torch.Tensor) -> torch.Tensor:
     return same_doc & causal_mask(s, device=document_ids.device)
 
 
-def packed_block_causal_mask(seq_lens: List[torch.Tensor]) -> torch.Tensor:
-    """Block-causal mask from per-sample document lengths.
+def create_block_causal_mask(seq_lens: List[torch.Tensor]) -> torch.Tensor:
+    """Dense block-causal mask from per-sample document lengths.
 
     Args:
         seq_lens (List[torch.Tensor]): for each sample of the batch, the lengths of its documents
             (they sum to the same packed length ``s`` for every sample).
 
     Returns:
-        torch.Tensor: boolean ``[b, s, s]``.
+        torch.Tensor: boolean ``[b, s, s]``, True where a token may attend (earlier or same position,
+        same document).
     """
     doc_ids = [
         torch.repeat_interleave(torch.arange(len(lens), device=lens.device), lens) for lens in seq_lens
     ]
     return block_causal_mask(torch.stack(doc_ids))
+
+
+def packed_block_causal_mask(seq_lens: List[torch.Tensor]) -> torch.Tensor:
+    """The attention mask of a batch of packed sequences.
+
+    Attention here runs on SDPA with dense boolean masks, so this is ``create_block_causal_mask``.
+
+    Args:
+        seq_lens (List[torch.Tensor]): for each sample of the batch, the lengths of its documents.
+
+    Returns:
+        torch.Tensor: boolean ``[b, s, s]``.
+    """
+    return create_block_causal_mask(seq_lens)

@@ -1,7 +1,7 @@
 """Context managers that switch a model's KV caches off, or set them up for one block of code."""
 
 import contextlib
-from typing import Generator, List, Optional
+from typing import Any, Dict, Generator, List, Optional
 
 import torch
 from torch import nn
@@ -104,3 +104,35 @@ def local_kv_cache(
         yield
     finally:
         delete_kv_caches(model)
+
+
+def reparametrize_as_dtype_state_dict_post_hook(
+    model: nn.Module,
+    state_dict: Dict[str, Any],
+    *args: Any,
+    dtype: torch.dtype = torch.bfloat16,
+    offload_to_cpu: bool = True,
+    **kwargs: Any,
+):
+    """State-dict post-hook that returns NF4 weights dense, in ``dtype``.
+
+    Register it with ``model._register_state_dict_hook(functools.partial(hook, dtype=...))``. Our
+    NF4 layers (``FrozenNF4Linear``, QLoRA's ``LoRALinear``) already return their weights dense in
+    their original dtype; this hook is for models holding NF4 tensors set by other code.
+    ``state_dict`` is updated in place.
+
+    Args:
+        model (nn.Module): the module the state dict belongs to (unused; hook signature).
+        state_dict (Dict[str, Any]): the state dict being returned.
+        *args (Any): the hook's prefix and local_metadata (unused).
+        dtype (torch.dtype): dtype of the dense tensors. Default torch.bfloat16.
+        offload_to_cpu (bool): move the dense tensors to CPU, so a state dict of a large model never
+            holds a dense copy of every layer on the accelerator. Default True.
+        **kwargs (Any): unused.
+    """
+    from torchtune.modules.low_precision._nf4 import dequantize, is_nf4
+
+    for key, value in state_dict.items():
+        if isinstance(value, torch.Tensor) and is_nf4(value):
+            dense = dequantize(value).to(dtype)
+            state_dict[key] = dense.cpu() if offload_to_cpu else dense

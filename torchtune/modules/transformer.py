@@ -195,13 +195,48 @@ class TransformerDecoder(nn.Module):
     def _cache_position(self) -> int:
         return self.layers[0].attn.kv_cache.size
 
+    def chunked_output(self, last_hidden_state: torch.Tensor) -> List[torch.Tensor]:
+        """Apply the output projection to ``num_output_chunks`` chunks along the sequence.
+
+        Chunked logits let a chunked cross-entropy loss upcast one chunk to fp32 at a time.
+
+        Args:
+            last_hidden_state (torch.Tensor): the final-normed hidden state ``[b, s, d]``.
+
+        Returns:
+            List[torch.Tensor]: ``num_output_chunks`` logits tensors ``[b, s / num_output_chunks, vocab]``
+            (the last may be shorter).
+        """
+        # A sequence slice of [b, s, d] is not contiguous; projecting it as is makes matmul
+        # broadcast (copy) the [vocab, d] weight per batch row. Copying the small chunk avoids that.
+        return [
+            self.output(chunk.contiguous())
+            for chunk in last_hidden_state.chunk(self.num_output_chunks, dim=1)
+        ]
+
+    def unembed(self, h):
+        """Map the last layer's output to logits: the final norm, then the output projection.
+
+        Args:
+            h (torch.Tensor): output of the last layer ``[b, s, d]``.
+
+        Returns:
+            Union[torch.Tensor, List[torch.Tensor]]: logits ``[b, s, vocab]`` in the model's dtype, or
+            their chunks if ``set_num_output_chunks`` was called.
+        """
+        h = self.norm(h)
+        if self.num_output_chunks > 0:
+            return self.chunked_output(h)
+        return self.output(h)
+
     def forward(
         self,
         tokens: torch.Tensor,
         *,
         mask: Optional[_MaskType] = None,
+        encoder_input: Optional[torch.Tensor] = None,
+        encoder_mask: Optional[torch.Tensor] = None,
         input_pos: Optional[torch.Tensor] = None,
-        **kwargs,
     ) -> Union[torch.Tensor, List[torch.Tensor]]:
         """
         Args:
@@ -209,14 +244,18 @@ class TransformerDecoder(nn.Module):
             mask (Optional[torch.Tensor]): boolean ``[b, s, s]`` (packed sequences) or, with caches
                 enabled, ``[b, s, cache_len]``. Causal if None; with caches enabled the causal
                 rows for ``input_pos`` are used.
+            encoder_input (Optional[torch.Tensor]): encoder outputs ``[b, s_e, d_e]`` for layers that
+                attend to an encoder (fusion layers); passed to every layer when given.
+            encoder_mask (Optional[torch.Tensor]): boolean ``[b, s, s_e]`` mask over ``encoder_input``;
+                passed to every layer when given.
             input_pos (Optional[torch.Tensor]): positions ``[b, s]``; with caches enabled and
                 None, the next positions of the cache.
-            **kwargs: ignored (interface compatibility).
 
         Returns:
             Union[torch.Tensor, List[torch.Tensor]]: logits ``[b, s, vocab]`` (fp32 is not forced);
-            a list of chunks if ``set_num_output_chunks`` was called; a list of hidden states
-            followed by the logits if ``output_hidden_states`` is set.
+            a list of chunks if ``set_num_output_chunks`` was called; the normed hidden state
+            ``[b, s, d]`` when a fused output-and-loss skips the output layer; preceded by the
+            hidden states of ``output_hidden_states`` (as a list) if that is set.
 
         Raises:
             ValueError: if ``s`` exceeds ``max_seq_len`` (or the cache length) or ``tokens`` is not 2-D.
@@ -236,21 +275,19 @@ class TransformerDecoder(nn.Module):
                 mask = self.causal_mask[input_pos]  # [b, s, cache_len]
                 if mask.shape[0] != tokens.shape[0]:
                     mask = mask.expand(tokens.shape[0], -1, -1)
+        # Only layers that attend to an encoder take these; plain decoders never see them.
+        encoder_kwargs = {}
+        if encoder_input is not None:
+            encoder_kwargs["encoder_input"] = encoder_input
+        if encoder_mask is not None:
+            encoder_kwargs["encoder_mask"] = encoder_mask
 
         h = self.tok_embeddings(tokens)
         hidden = []
         for i, layer in enumerate(self.layers):
             if i in self.output_hidden_states:
                 hidden.append(h)
-            h = layer(h, mask=mask, input_pos=input_pos)
-        h = self.norm(h)
+            h = layer(h, mask=mask, input_pos=input_pos, **encoder_kwargs)
 
-        if self.skip_output_layer:
-            output = h
-        elif self.num_output_chunks > 0:
-            # A sequence slice of [b, s, d] is not contiguous; projecting it as is makes matmul
-            # broadcast (copy) the [vocab, d] weight per batch row. Copying the small chunk avoids that.
-            output = [self.output(chunk.contiguous()) for chunk in h.chunk(self.num_output_chunks, dim=1)]
-        else:
-            output = self.output(h)
+        output = self.norm(h) if self.skip_output_layer else self.unembed(h)
         return hidden + [output] if hidden else output

@@ -64,14 +64,15 @@ def _placed(full: Optional[torch.Tensor], like: torch.Tensor, device: Device) ->
         group = mesh.get_group(0)
         if dist.get_world_size(group) > 1:
             dist.broadcast(src, src=dist.get_global_rank(group, 0), group=group)
-        chunks = torch.chunk(to_nf4(src), mesh.size(), dim=0)
+        local = like.to_local()  # re-quantize with the layer's own block sizes
+        chunks = torch.chunk(to_nf4(src, local.block_size, local.scaler_block_size), mesh.size(), dim=0)
         return DTensor.from_local(chunks[mesh.get_local_rank()], mesh, placements, run_check=False,
                                   shape=like.shape, stride=like.stride())
     if full is not None and src.data_ptr() == full.data_ptr():
         src = src.clone()  # the model must not share memory with the caller's state dict
     if get_world_size_and_rank()[0] > 1:
         dist.broadcast(src, src=0)
-    return to_nf4(src) if is_nf4(like) else src
+    return to_nf4(src, like.block_size, like.scaler_block_size) if is_nf4(like) else src
 
 
 def load_from_full_model_state_dict(

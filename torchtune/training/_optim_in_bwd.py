@@ -86,6 +86,38 @@ class OptimizerInBackwardWrapper:
         ]
         self.lr_scheduler = lr_scheduler
 
+    def _require_scheduler(self, caller: str) -> torch.optim.lr_scheduler.LRScheduler:
+        if self.lr_scheduler is None:
+            raise RuntimeError(f"OptimizerInBackwardWrapper.{caller}() needs set_lr_scheduler() to be called first")
+        return self.lr_scheduler
+
+    def step_lr_scheduler(self, epoch: int = None):
+        """Advance the learning-rate schedule by one step (all optimizers follow on their next step).
+
+        Args:
+            epoch (int): passed on to the scheduler's ``step`` when given (a deprecated form in
+                ``torch.optim``); None steps once. Default None.
+
+        Raises:
+            RuntimeError: if no scheduler was set with ``set_lr_scheduler``.
+        """
+        scheduler = self._require_scheduler("step_lr_scheduler")
+        if epoch is None:
+            scheduler.step()
+        else:
+            scheduler.step(epoch)
+
+    def get_last_lr(self) -> float:
+        """The learning rate the scheduler computed last (of its first param group).
+
+        Returns:
+            float: the learning rate.
+
+        Raises:
+            RuntimeError: if no scheduler was set with ``set_lr_scheduler``.
+        """
+        return self._require_scheduler("get_last_lr").get_last_lr()[0]
+
 
 def create_optim_in_bwd_wrapper(
     model: nn.Module, optim_dict: Dict[nn.Parameter, torch.optim.Optimizer]

@@ -86,3 +86,20 @@ def test_scheduler_drives_every_optimizer_in_backward():
         torch.testing.assert_close(p.detach(), ref.detach() - 0.5 * ref.grad)
     assert all(opt.param_groups[0]["lr"] == pytest.approx(0.5) for opt in optim_dict.values())
     torch.save(scheduler.state_dict(), io.BytesIO())  # nothing unpicklable was added to the scheduler
+
+
+def test_optimizer_in_backward_wrapper_steps_and_reports_the_schedule():
+    model = torch.nn.Linear(2, 1)
+    optim_dict = {p: torch.optim.SGD([p], lr=1.0) for p in model.parameters()}
+    wrapper = create_optim_in_bwd_wrapper(model, optim_dict)
+    with pytest.raises(RuntimeError, match="set_lr_scheduler"):
+        wrapper.step_lr_scheduler()
+    with pytest.raises(RuntimeError, match="set_lr_scheduler"):
+        wrapper.get_last_lr()
+    driver = next(iter(optim_dict.values()))
+    wrapper.set_lr_scheduler(get_cosine_schedule_with_warmup(driver, num_warmup_steps=4, num_training_steps=8))
+    assert wrapper.get_last_lr() == 0.0
+    wrapper.step_lr_scheduler()
+    wrapper.step_lr_scheduler()
+    assert wrapper.get_last_lr() == pytest.approx(0.5)  # linear warmup: 2 of 4 steps
+    assert get_lr(wrapper) == pytest.approx(0.5)

@@ -1,4 +1,5 @@
 """Token cross-entropy over logits that the model returns in sequence chunks."""
+import functools
 from typing import List, Optional, Union
 
 import torch
@@ -39,17 +40,23 @@ class CEWithChunkedOutputLoss(nn.Module):
         self.ignore_index = ignore_index
         self.reduction = check_reduction(reduction)
 
-    def compute_cross_entropy(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Summed fp32 cross-entropy of one chunk.
+    def compute_cross_entropy(self, logits: torch.Tensor, labels: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        """fp32 cross-entropy of one chunk.
 
         Args:
             logits (torch.Tensor): ``[n, v]`` logits in any precision.
             labels (torch.Tensor): ``[n]`` labels.
+            normalize (bool): divide the chunk's summed loss by its number of non-ignored tokens
+                (0 when there are none). ``forward`` passes False and normalises over the whole
+                batch instead. Default True.
 
         Returns:
-            torch.Tensor: 0-dim fp32 sum over the chunk's non-ignored tokens.
+            torch.Tensor: 0-dim fp32 mean (``normalize``) or sum over the chunk's non-ignored tokens.
         """
-        return F.cross_entropy(logits.float(), labels, ignore_index=self.ignore_index, reduction="sum")
+        total = F.cross_entropy(logits.float(), labels, ignore_index=self.ignore_index, reduction="sum")
+        if not normalize:
+            return total
+        return total / (labels != self.ignore_index).sum().clamp(min=1)
 
     def forward(
         self,
@@ -96,5 +103,6 @@ class CEWithChunkedOutputLoss(nn.Module):
                 (chunk.reshape(-1, chunk.shape[-1]), label_chunk.reshape(-1))
                 for chunk, label_chunk in zip(logits, labels.split(lengths, dim=1))
             )
-        total = sum_over_chunks(self.compute_cross_entropy, pairs)
+        # Sums per chunk; the reduction below normalises over the whole batch's trained tokens.
+        total = sum_over_chunks(functools.partial(self.compute_cross_entropy, normalize=False), pairs)
         return reduce_sum(total, (labels != self.ignore_index).sum(), reduction)

@@ -6,7 +6,7 @@ seconds) and from the newest location first.
 
 import functools
 from types import ModuleType
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import torch
 
@@ -53,42 +53,71 @@ def dequantize(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
-def _scaler_block_size(numel: int) -> int:
+def _scaler_block_size(numel: int, block_size: int = NF4_BLOCK_SIZE) -> int:
     """Largest divisor of the number of blocks that is at most torchao's default of 256.
 
-    torchao needs the number of 64-weight blocks to be a multiple of the scaler block size.
-    Every Llama projection has a multiple of 256 blocks and gets the default; smaller layers
+    torchao needs the number of ``block_size``-weight blocks to be a multiple of the scaler block
+    size. Every Llama projection has a multiple of 256 blocks and gets the default; smaller layers
     (test-sized models) get a smaller second-level block instead of failing.
     """
-    n_blocks = numel // NF4_BLOCK_SIZE
+    n_blocks = numel // block_size
     return max(d for d in range(1, min(NF4_SCALER_BLOCK_SIZE, n_blocks) + 1) if n_blocks % d == 0)
 
 
-def to_nf4(weight: torch.Tensor) -> torch.Tensor:
+NF4_QUANTIZATION_KWARGS = ("block_size", "scaler_block_size")
+
+
+def check_quantization_kwargs(quantization_kwargs: Dict[str, Any], owner: str) -> Dict[str, Any]:
+    """Reject keyword arguments ``to_nf4`` does not take, naming the layer they were given to.
+
+    Args:
+        quantization_kwargs (Dict[str, Any]): e.g. ``{"block_size": 32}``.
+        owner (str): the layer's class name, for the message.
+
+    Returns:
+        Dict[str, Any]: the same arguments.
+
+    Raises:
+        TypeError: naming the unknown arguments and the accepted ones.
+    """
+    unknown = sorted(set(quantization_kwargs) - set(NF4_QUANTIZATION_KWARGS))
+    if unknown:
+        raise TypeError(
+            f"{owner} got unknown quantization_kwargs {unknown}; NF4 accepts {list(NF4_QUANTIZATION_KWARGS)}"
+        )
+    return dict(quantization_kwargs)
+
+
+def to_nf4(
+    weight: torch.Tensor, block_size: int = NF4_BLOCK_SIZE, scaler_block_size: Optional[int] = None
+) -> torch.Tensor:
     """Quantize a dense weight to a frozen NF4 tensor (4 bits per weight plus block scalers).
 
     The NF4 tensor remembers ``weight.dtype``; it dequantizes to any dtype on use.
 
     Args:
         weight (torch.Tensor): dense ``[out_dim, in_dim]`` weight.
+        block_size (int): weights sharing one absmax scaler. Default 64 (torchao's default).
+        scaler_block_size (Optional[int]): scalers sharing one second-level factor. None picks
+            torchao's default of 256, or the largest divisor of the number of blocks below it.
 
     Returns:
         torch.Tensor: torchao ``NF4Tensor`` of the same shape, ``requires_grad=False``.
 
     Raises:
-        ValueError: if ``weight`` is not 2-D or its size is not a multiple of 64.
+        ValueError: if ``weight`` is not 2-D or its size is not a multiple of ``block_size``.
     """
     if weight.dim() != 2:
         raise ValueError(f"NF4 quantization expects a 2-D weight, got shape {tuple(weight.shape)}")
-    if weight.numel() % NF4_BLOCK_SIZE != 0:
+    if weight.numel() % block_size != 0:
         raise ValueError(
-            f"NF4 quantization needs the weight size to be a multiple of {NF4_BLOCK_SIZE}, "
+            f"NF4 quantization needs the weight size to be a multiple of {block_size}, "
             f"got shape {tuple(weight.shape)}"
         )
     weight = weight.detach().contiguous()
-    return _nf4_module().NF4Tensor.from_tensor(
-        weight, NF4_BLOCK_SIZE, _scaler_block_size(weight.numel())
-    )
+    if scaler_block_size is None:
+        scaler_block_size = _scaler_block_size(weight.numel(), block_size)
+    return _nf4_module().NF4Tensor.from_tensor(weight, block_size, scaler_block_size)
 
 
 def linear_nf4(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -125,7 +154,8 @@ def _quantize_incoming_weight(
     if incoming.shape != current.shape:
         return  # let load_state_dict report the size mismatch with its usual message
     device = incoming.device if current.device.type == "meta" else current.device
-    quantized = to_nf4(incoming.to(device=device, dtype=current.dtype))
+    # Quantized the way the layer was built (its quantization_kwargs, if any).
+    quantized = to_nf4(incoming.to(device=device, dtype=current.dtype), **getattr(module, "_nf4_kwargs", {}))
     module.weight = torch.nn.Parameter(quantized, requires_grad=False)
     state_dict[key] = module.weight  # load_state_dict then copies the tensor onto itself
 

@@ -3,7 +3,12 @@ from typing import Optional
 import torch
 from torch import nn
 
-from torchtune.modules.low_precision._nf4 import linear_nf4, register_nf4_state_dict_hooks, to_nf4
+from torchtune.modules.low_precision._nf4 import (
+    check_quantization_kwargs,
+    linear_nf4,
+    register_nf4_state_dict_hooks,
+    to_nf4,
+)
 
 
 class FrozenNF4Linear(nn.Linear):
@@ -22,9 +27,13 @@ class FrozenNF4Linear(nn.Linear):
         device (Optional[torch.device]): where to create the weight.
         dtype (Optional[torch.dtype]): dtype the NF4 weight dequantizes to by default
             (the default dtype if None); use bf16 for QLoRA training.
+        **quantization_kwargs: passed to ``to_nf4`` here and when a dense weight is loaded:
+            ``block_size`` (default 64) and ``scaler_block_size`` (default 256, or smaller for
+            small layers).
 
     Raises:
-        ValueError: if ``in_dim * out_dim`` is not a multiple of 64 (NF4 block size).
+        ValueError: if ``in_dim * out_dim`` is not a multiple of the NF4 block size.
+        TypeError: on a quantization keyword argument NF4 does not take.
     """
 
     def __init__(
@@ -34,20 +43,22 @@ class FrozenNF4Linear(nn.Linear):
         bias: bool = False,
         device: Optional[torch.device] = None,
         dtype: Optional[torch.dtype] = None,
+        **quantization_kwargs,
     ) -> None:
+        self._nf4_kwargs = check_quantization_kwargs(quantization_kwargs, type(self).__name__)
         super().__init__(in_dim, out_dim, bias=bias, device=device, dtype=dtype)
-        self.weight = nn.Parameter(to_nf4(self.weight), requires_grad=False)
+        self.weight = nn.Parameter(to_nf4(self.weight, **self._nf4_kwargs), requires_grad=False)
         if self.bias is not None:
             self.bias.requires_grad_(False)
         register_nf4_state_dict_hooks(self)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
         """
         Args:
-            x (torch.Tensor): ``[..., in_dim]``.
+            input (torch.Tensor): ``[..., in_dim]``.
 
         Returns:
-            torch.Tensor: ``[..., out_dim]`` in ``x.dtype``.
+            torch.Tensor: ``[..., out_dim]`` in ``input.dtype``.
         """
-        out = linear_nf4(x, self.weight)
+        out = linear_nf4(input, self.weight)
         return out if self.bias is None else out + self.bias

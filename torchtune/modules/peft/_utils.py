@@ -184,14 +184,15 @@ def _short_list(keys: List[str], limit: int = 10) -> str:
 
 
 def validate_missing_and_unexpected_for_lora(
-    lora_attn_modules: Optional[List[LORA_ATTN_MODULES]] = None,
-    apply_lora_to_mlp: Optional[bool] = None,
-    apply_lora_to_output: Optional[bool] = None,
-    state_dict_keys: Optional[List[str]] = None,
+    lora_attn_modules: Optional[List[LORA_ATTN_MODULES]],
+    apply_lora_to_mlp: Optional[bool],
+    apply_lora_to_output: Optional[bool],
     base_missing: Optional[List[str]] = None,
     base_unexpected: Optional[List[str]] = None,
     lora_missing: Optional[List[str]] = None,
     lora_unexpected: Optional[List[str]] = None,
+    *,
+    state_dict_keys: Optional[List[str]] = None,
 ) -> None:
     """Check the keys ``load_state_dict(..., strict=False)`` reported for a LoRA model.
 
@@ -202,14 +203,16 @@ def validate_missing_and_unexpected_for_lora(
     settings are given, or to ``state_dict_keys`` when that is given.
 
     Args:
-        lora_attn_modules (Optional[List[LORA_ATTN_MODULES]]): adapted attention projections.
+        lora_attn_modules (Optional[List[LORA_ATTN_MODULES]]): adapted attention projections; None
+            when the LoRA settings are unknown (adapter keys are then recognised by name only).
         apply_lora_to_mlp (Optional[bool]): whether the MLPs are adapted.
         apply_lora_to_output (Optional[bool]): whether the output projection is adapted.
-        state_dict_keys (Optional[List[str]]): keys of the model's full state dict.
         base_missing (Optional[List[str]]): missing keys from loading the base weights.
         base_unexpected (Optional[List[str]]): unexpected keys from loading the base weights.
         lora_missing (Optional[List[str]]): missing keys from loading the adapter weights.
         lora_unexpected (Optional[List[str]]): unexpected keys from loading the adapter weights.
+        state_dict_keys (Optional[List[str]]): keyword-only; keys of the model's full state dict,
+            to restrict adapter keys to those the model has.
 
     Raises:
         RuntimeError: naming the offending keys, if any check fails.

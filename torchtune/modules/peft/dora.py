@@ -1,4 +1,4 @@
-from typing import List
+from typing import List, Union
 
 import torch
 
@@ -29,6 +29,7 @@ class DoRALinear(LoRALinear):
         dropout (float): dropout on the adapter's input. Default 0.0.
         use_bias (bool): whether the base layer has a (frozen) bias. Default False.
         quantize_base (bool): store the base weight in NF4. Default False.
+        **quantization_kwargs: NF4 settings used with ``quantize_base`` (see ``LoRALinear``).
 
     Raises:
         ValueError: if ``rank`` is not positive or ``dropout`` is outside ``[0, 1)``.
@@ -43,8 +44,9 @@ class DoRALinear(LoRALinear):
         dropout: float = 0.0,
         use_bias: bool = False,
         quantize_base: bool = False,
+        **quantization_kwargs,
     ) -> None:
-        super().__init__(in_dim, out_dim, rank, alpha, dropout, use_bias, quantize_base)
+        super().__init__(in_dim, out_dim, rank, alpha, dropout, use_bias, quantize_base, **quantization_kwargs)
         dtype = self.lora_a.weight.dtype
         self.magnitude = torch.nn.Parameter(torch.empty(out_dim, dtype=dtype))
         self.initialize_dora_magnitude()
@@ -68,6 +70,26 @@ class DoRALinear(LoRALinear):
     def adapter_params(self) -> List[str]:
         """Names of the trainable adapter parameters, relative to this module."""
         return ["lora_a.weight", "lora_b.weight", "magnitude"]
+
+    def to_empty(self, *, device: Union[str, torch.device, int, None], recurse: bool = True):
+        """Allocate ``lora_a``, ``lora_b`` and ``magnitude`` on ``device``, uninitialised.
+
+        The base weight is left alone (see ``LoRALinear.to_empty``). After the base weights are
+        loaded, fill the adapter with ``initialize_parameters()`` and ``initialize_dora_magnitude()``.
+
+        Args:
+            device (Union[str, torch.device, int, None]): where to allocate.
+            recurse (bool): passed to the adapter sub-modules' ``to_empty``. Default True.
+
+        Returns:
+            DoRALinear: this module.
+        """
+        super().to_empty(device=device, recurse=recurse)
+        magnitude = torch.nn.Parameter(
+            torch.empty_like(self.magnitude, device=device), requires_grad=self.magnitude.requires_grad
+        )
+        torch.utils.swap_tensors(self.magnitude, magnitude)
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """

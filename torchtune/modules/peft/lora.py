@@ -1,11 +1,16 @@
 import math
-from typing import List, Optional
+from typing import List, Optional, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from torchtune.modules.low_precision._nf4 import linear_nf4, register_nf4_state_dict_hooks, to_nf4
+from torchtune.modules.low_precision._nf4 import (
+    check_quantization_kwargs,
+    linear_nf4,
+    register_nf4_state_dict_hooks,
+    to_nf4,
+)
 
 
 class LoRALinear(nn.Module):
@@ -31,9 +36,13 @@ class LoRALinear(nn.Module):
         dropout (float): dropout on the adapter's input. Default 0.0.
         use_bias (bool): whether the base layer has a (frozen) bias. Default False.
         quantize_base (bool): store the base weight in NF4. Default False.
+        **quantization_kwargs: NF4 settings used with ``quantize_base``, here and when a dense
+            weight is loaded: ``block_size`` (default 64) and ``scaler_block_size``.
 
     Raises:
-        ValueError: if ``rank`` is not positive or ``dropout`` is outside ``[0, 1)``.
+        ValueError: if ``rank`` is not positive, ``dropout`` is outside ``[0, 1)``, or
+            ``quantization_kwargs`` are given without ``quantize_base``.
+        TypeError: on a quantization keyword argument NF4 does not take.
     """
 
     def __init__(
@@ -45,8 +54,14 @@ class LoRALinear(nn.Module):
         dropout: float = 0.0,
         use_bias: bool = False,
         quantize_base: bool = False,
+        **quantization_kwargs,
     ) -> None:
         super().__init__()
+        if quantization_kwargs and not quantize_base:
+            raise ValueError(
+                f"{type(self).__name__}: quantization_kwargs {sorted(quantization_kwargs)} need quantize_base=True"
+            )
+        self._nf4_kwargs = check_quantization_kwargs(quantization_kwargs, type(self).__name__)
         if rank <= 0:
             raise ValueError(f"LoRA rank must be positive, got {rank}")
         if not 0.0 <= dropout < 1.0:
@@ -61,7 +76,7 @@ class LoRALinear(nn.Module):
         self.disabled = False
 
         base = nn.Linear(in_dim, out_dim, bias=use_bias)
-        weight = to_nf4(base.weight) if quantize_base else base.weight.detach()
+        weight = to_nf4(base.weight, **self._nf4_kwargs) if quantize_base else base.weight.detach()
         # The base is frozen by construction when quantized (NF4 has no gradient); dense base
         # weights are frozen by `set_trainable_params`, like every other base parameter.
         self.weight = nn.Parameter(weight, requires_grad=not quantize_base)
@@ -85,6 +100,24 @@ class LoRALinear(nn.Module):
     def adapter_params(self) -> List[str]:
         """Names of the trainable adapter parameters, relative to this module."""
         return ["lora_a.weight", "lora_b.weight"]
+
+    def to_empty(self, *, device: Union[str, torch.device, int, None], recurse: bool = True):
+        """Allocate the adapter's parameters on ``device``, uninitialised; the base is left alone.
+
+        For models built on the meta device: the base ``weight``/``bias`` come from the checkpoint
+        (loaded with ``assign=True``), while the adapter, absent from a base checkpoint, needs
+        storage before ``initialize_parameters()`` fills it.
+
+        Args:
+            device (Union[str, torch.device, int, None]): where to allocate.
+            recurse (bool): passed to the adapter sub-modules' ``to_empty``. Default True.
+
+        Returns:
+            LoRALinear: this module.
+        """
+        self.lora_a.to_empty(device=device, recurse=recurse)
+        self.lora_b.to_empty(device=device, recurse=recurse)
+        return self
 
     def _base_linear(self, x: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
         """The frozen base layer ``x W^T (+ bias)``, ``[..., in_dim] -> [..., out_dim]``."""

@@ -40,7 +40,7 @@ def _train_adapters(model):
 def _load_base(model, base_sd):
     missing, unexpected = model.load_state_dict(base_sd, strict=False)
     validate_missing_and_unexpected_for_lora(
-        state_dict_keys=list(model.state_dict()), base_missing=missing, base_unexpected=unexpected
+        None, None, None, state_dict_keys=list(model.state_dict()), base_missing=missing, base_unexpected=unexpected
     )
     load_dora_magnitudes(model)
     return model

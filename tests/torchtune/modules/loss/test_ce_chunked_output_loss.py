@@ -83,3 +83,14 @@ def test_no_grad_path_and_errors():
         loss_fn(logits, labels, reduction="none")
     with pytest.raises(ValueError, match="num_output_chunks"):
         CEWithChunkedOutputLoss(num_output_chunks=0)
+
+
+def test_compute_cross_entropy_normalizes_by_its_trained_tokens_unless_told_not_to():
+    from torchtune.modules.loss import CEWithChunkedOutputLoss
+
+    loss = CEWithChunkedOutputLoss()
+    logits, labels = torch.randn(6, 11), torch.tensor([1, 2, -100, 4, -100, 5])
+    total = F.cross_entropy(logits, labels, ignore_index=-100, reduction="sum")
+    torch.testing.assert_close(loss.compute_cross_entropy(logits, labels, normalize=False), total)
+    torch.testing.assert_close(loss.compute_cross_entropy(logits, labels), total / 4)
+    assert loss.compute_cross_entropy(logits, torch.full((6,), -100)).item() == 0.0

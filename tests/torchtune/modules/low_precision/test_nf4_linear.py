@@ -63,3 +63,18 @@ def test_state_dict_round_trip_is_dense():
 def test_dequantize_passes_dense_tensors_through():
     t = torch.randn(3)
     assert dequantize(t) is t and not is_nf4(t)
+
+
+def test_quantization_kwargs_set_the_block_sizes_also_when_loading():
+    layer = FrozenNF4Linear(64, 64, block_size=32, scaler_block_size=8)
+    assert (layer.weight.block_size, layer.weight.scaler_block_size) == (32, 8)
+    dense = torch.randn(64, 64)
+    layer.load_state_dict({"weight": dense})
+    assert (layer.weight.block_size, layer.weight.scaler_block_size) == (32, 8)
+    # Smaller blocks quantize more finely than torchao's 64.
+    fine = (dequantize(layer.weight) - dense).abs().mean()
+    coarse = (dequantize(to_nf4(dense)) - dense).abs().mean()
+    assert fine < coarse
+    torch.testing.assert_close(layer(input=torch.eye(64)), dequantize(layer.weight).t())
+    with pytest.raises(TypeError, match="unknown quantization_kwargs \\['group'\\]"):
+        FrozenNF4Linear(64, 64, group=2)

@@ -153,3 +153,27 @@ def test_nf4_load_with_assign_stays_nf4():
     assert is_nf4(layer.weight)
     x = torch.randn(3, IN)
     torch.testing.assert_close(layer(x), F.linear(x, to_nf4(sd["weight"]).get_original_weight()), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("cls", ["LoRALinear", "DoRALinear"])
+def test_quantization_kwargs_reach_the_nf4_base(cls):
+    import torchtune.modules.peft as peft
+
+    layer = getattr(peft, cls)(IN, OUT, RANK, ALPHA, quantize_base=True, block_size=32)
+    assert is_nf4(layer.weight) and layer.weight.block_size == 32
+    with pytest.raises(ValueError, match="need quantize_base=True"):
+        getattr(peft, cls)(IN, OUT, RANK, ALPHA, block_size=32)
+
+
+@pytest.mark.parametrize("cls", ["LoRALinear", "DoRALinear"])
+def test_to_empty_materializes_only_the_adapter(cls):
+    import torchtune.modules.peft as peft
+
+    with torch.device("meta"):
+        layer = getattr(peft, cls)(IN, OUT, RANK, ALPHA)
+    assert layer.to_empty(device="cpu") is layer
+    adapter = {name for name in layer.adapter_params()}
+    for name, p in layer.named_parameters():
+        assert p.is_meta == (name not in adapter), name
+    layer.initialize_parameters()
+    assert torch.count_nonzero(layer.lora_b.weight) == 0

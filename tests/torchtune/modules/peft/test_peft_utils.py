@@ -135,6 +135,7 @@ def test_validate_accepts_a_correct_load():
         lora_missing=lora_missing, lora_unexpected=lora_unexpected,
     )
     validate_missing_and_unexpected_for_lora(
+        None, None, None,
         state_dict_keys=list(model.state_dict()),
         base_missing=base_missing, base_unexpected=base_unexpected,
         lora_missing=lora_missing, lora_unexpected=lora_unexpected,
@@ -165,4 +166,4 @@ def test_validate_uses_the_configured_layers():
 def test_validate_shortens_long_key_lists():
     keys = [f"layers.{i}.attn.k_proj.weight" for i in range(25)]
     with pytest.raises(RuntimeError, match=r"and 15 more"):
-        validate_missing_and_unexpected_for_lora(base_missing=keys)
+        validate_missing_and_unexpected_for_lora(None, None, None, base_missing=keys)

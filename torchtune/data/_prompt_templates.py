@@ -1,6 +1,7 @@
 """Prompt templates: wrap each message's text in role-specific tags before tokenization."""
 
 from collections.abc import Mapping as MappingABC, Sequence as SequenceABC
+from functools import partial
 from typing import Any, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple, Union
 
 from torchtune.data._messages import _ROLES, Message, Role
@@ -110,25 +111,18 @@ class ChatMLTemplate(PromptTemplate):
         })
 
 
-class GrammarErrorCorrectionTemplate(PromptTemplate):
-    """Asks the model to rewrite the user's text in standard English."""
+# Task templates, as in torchtune: ``PromptTemplate`` with a preset ``template`` (a keyword
+# argument the caller may still override), so ``GrammarErrorCorrectionTemplate()`` builds one.
+GrammarErrorCorrectionTemplate = partial(
+    PromptTemplate, template={"user": ("Correct this to standard English: ", "\n---\nCorrected: ")}
+)
+GrammarErrorCorrectionTemplate.__doc__ = "Asks the model to rewrite the user's text in standard English."
 
-    def __init__(self) -> None:
-        super().__init__({"user": ("Correct this to standard English: ", "\n---\nCorrected: "), "assistant": ("", "")})
+SummarizeTemplate = partial(PromptTemplate, template={"user": ("Summarize this dialogue:\n", "\n---\nSummary:\n")})
+SummarizeTemplate.__doc__ = "Asks the model to summarize the dialogue given by the user."
 
-
-class SummarizeTemplate(PromptTemplate):
-    """Asks the model to summarize the dialogue given by the user."""
-
-    def __init__(self) -> None:
-        super().__init__({"user": ("Summarize this dialogue:\n", "\n---\nSummary:\n"), "assistant": ("", "")})
-
-
-class QuestionAnswerTemplate(PromptTemplate):
-    """Formats the user's text as a question followed by an answer cue."""
-
-    def __init__(self) -> None:
-        super().__init__({"user": ("Question: ", "\n\nAnswer: "), "assistant": ("", "")})
+QuestionAnswerTemplate = partial(PromptTemplate, template={"user": ("Question: ", "\n\nAnswer: ")})
+QuestionAnswerTemplate.__doc__ = "Formats the user's text as a question followed by an answer cue."
 
 
 def _get_prompt_template(prompt_template: Optional[_TemplateType]) -> Optional[PromptTemplateInterface]:
@@ -148,7 +142,8 @@ def _get_prompt_template(prompt_template: Optional[_TemplateType]) -> Optional[P
         return None
     if isinstance(prompt_template, str):
         obj: Any = import_from_path(prompt_template)
-        template = obj() if isinstance(obj, type) else obj
+        # A class or a partial of one (the task templates) is built with its defaults.
+        template = obj() if isinstance(obj, (type, partial)) else obj
     elif isinstance(prompt_template, MappingABC):
         template = PromptTemplate(prompt_template)
     else:

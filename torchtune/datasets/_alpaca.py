@@ -1,3 +1,4 @@
+from functools import partial
 from typing import Any, Callable, Dict, Optional, Union
 
 from torchtune.data._message_transforms import AlpacaToMessages
@@ -46,12 +47,7 @@ def alpaca_dataset(
     return maybe_pack(ds, tokenizer, packed)
 
 
-def alpaca_cleaned_dataset(
-    tokenizer: ModelTokenizer,
-    *,
-    source: str = "yahma/alpaca-cleaned",
-    **kwargs: Any,
-) -> Union[SFTDataset, PackedDataset]:
-    """:func:`alpaca_dataset` on the cleaned Alpaca data (``yahma/alpaca-cleaned``), which fixes
-    empty, truncated and wrong answers of the original. Takes the same arguments."""
-    return alpaca_dataset(tokenizer, source=source, **kwargs)
+# alpaca_dataset on the cleaned Alpaca data, which fixes empty, truncated and wrong answers of the
+# original; a partial (as in torchtune), so it takes alpaca_dataset's arguments.
+alpaca_cleaned_dataset = partial(alpaca_dataset, source="yahma/alpaca-cleaned")
+alpaca_cleaned_dataset.__doc__ = """:func:`alpaca_dataset` with ``source="yahma/alpaca-cleaned"``."""

@@ -17,7 +17,7 @@ def slimorca_dataset(
     tokenizer: ModelTokenizer,
     *,
     source: str = "Open-Orca/SlimOrca-Dedup",
-    conversation_column: str = "conversations",
+    column_map: Optional[Dict[str, str]] = None,
     train_on_input: bool = False,
     new_system_prompt: Optional[str] = None,
     packed: bool = False,
@@ -27,15 +27,24 @@ def slimorca_dataset(
 ) -> Union[SFTDataset, PackedDataset]:
     """SlimOrca-Dedup: GPT-4-completed conversations in the ShareGPT layout.
 
-    Args: as :func:`chat_dataset` (``conversation_style`` is ``"sharegpt"``).
+    Args: as :func:`chat_dataset` (``conversation_style`` is ``"sharegpt"``), except
+    ``column_map``: ``{"conversations": <column>}`` names the conversation column of another
+    layout. Default None (``"conversations"``).
 
     Returns:
         Union[SFTDataset, PackedDataset]: the dataset.
+
+    Raises:
+        ValueError: if ``column_map`` has keys other than ``"conversations"``.
     """
+    column_map = dict(column_map or {})
+    unknown = sorted(set(column_map) - {"conversations"})
+    if unknown:
+        raise ValueError(f"slimorca_dataset column_map only maps 'conversations', got {unknown}")
     return chat_dataset(
-        tokenizer, source=source, conversation_column=conversation_column, conversation_style="sharegpt",
-        train_on_input=train_on_input, new_system_prompt=new_system_prompt, packed=packed,
-        filter_fn=filter_fn, split=split, **load_dataset_kwargs,
+        tokenizer, source=source, conversation_column=column_map.get("conversations", "conversations"),
+        conversation_style="sharegpt", train_on_input=train_on_input, new_system_prompt=new_system_prompt,
+        packed=packed, filter_fn=filter_fn, split=split, **load_dataset_kwargs,
     )
 
 

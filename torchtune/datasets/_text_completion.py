@@ -35,10 +35,13 @@ class TextCompletionDataset(HFRowDataset):
         self.add_eos = add_eos
         super().__init__(source, filter_fn=filter_fn, **load_dataset_kwargs)
 
+    # Set by corpus builders that take their own ``max_seq_len`` (e.g. ``wikitext_dataset``).
+    _max_seq_len: Optional[int] = None
+
     def _prepare_sample(self, sample: Mapping[str, Any]) -> Dict[str, Any]:
         text = get_column(sample, self._column, "column")
         tokens = self._tokenizer.encode(text=text, add_bos=True, add_eos=self.add_eos)
-        max_seq_len = getattr(self._tokenizer, "max_seq_len", None)
+        max_seq_len = self._max_seq_len or getattr(self._tokenizer, "max_seq_len", None)
         if max_seq_len is not None:
             # A cut document did not end here: no EOS is forced onto it.
             tokens = truncate(tokens, max_seq_len)

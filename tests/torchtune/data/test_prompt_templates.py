@@ -78,3 +78,16 @@ def test_template_from_omegaconf_yaml():
     template = PromptTemplate(cfg.template)
     assert template.template == {"user": ("Q: ", "\nA: "), "assistant": ("", "")}
     assert _get_prompt_template(cfg.template).template == template.template
+
+
+def test_task_templates_are_prompt_template_partials_loadable_by_path():
+    import functools
+
+    from torchtune.data import PromptTemplate
+    from torchtune.data._prompt_templates import _get_prompt_template
+
+    assert isinstance(SummarizeTemplate, functools.partial) and SummarizeTemplate.func is PromptTemplate
+    template = _get_prompt_template("torchtune.data.QuestionAnswerTemplate")
+    assert isinstance(template, PromptTemplate) and template.template == {"user": ("Question: ", "\n\nAnswer: ")}
+    custom = QuestionAnswerTemplate(template={"user": ("Q: ", " A: ")})
+    assert custom([Message("user", "x")])[0].text_content == "Q: x A: "

@@ -1,3 +1,4 @@
+import pytest
 """The Hub presets, pointed at local files in the same layout."""
 
 from torchtune.data import CROSS_ENTROPY_IGNORE_IDX as IGN
@@ -32,8 +33,21 @@ def test_text_presets(tokenizer, sp, write_json):
     assert wikitext_dataset(tokenizer, source="json", subset=None, data_files=page)[0]["tokens"] \
         == [1] + sp.encode("A wiki page.") + [2]
     article = write_json([{"article": "News today."}], "news.json")
-    assert cnn_dailymail_articles_dataset(tokenizer, source="json", subset=None, data_files=article)[0]["tokens"] \
+    assert cnn_dailymail_articles_dataset(tokenizer, source="json", data_files=article)[0]["tokens"] \
         == [1] + sp.encode("News today.") + [2]
+    # max_seq_len truncates each document (a cut document gets no EOS).
+    assert wikitext_dataset(tokenizer, source="json", subset=None, max_seq_len=3, data_files=page)[0]["tokens"] \
+        == ([1] + sp.encode("A wiki page."))[:3]
+    assert cnn_dailymail_articles_dataset(tokenizer, "json", 2, data_files=article)[0]["tokens"] \
+        == ([1] + sp.encode("News today."))[:2]
+
+
+def test_slimorca_column_map_names_the_conversation_column(tokenizer, sp, write_json):
+    conv = [{"dialog": [{"from": "human", "value": "hi "}, {"from": "gpt", "value": "hello"}]}]
+    ds = slimorca_dataset(tokenizer, source="json", column_map={"conversations": "dialog"}, data_files=write_json(conv))
+    assert trained_text(sp, ds[0]) == "hello"
+    with pytest.raises(ValueError, match="only maps 'conversations'"):
+        slimorca_dataset(tokenizer, source="json", column_map={"messages": "dialog"}, data_files=write_json(conv))
 
 
 def test_preference_presets(tokenizer, sp, write_json):

@@ -3,6 +3,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 from torchtune.data._messages import Message
 from torchtune.data._prompt_templates import PromptTemplateInterface, _get_prompt_template, _TemplateType
 from torchtune.data._utils import truncate
+from torchtune.models.llama2._prompt_template import Llama2ChatTemplate
 from torchtune.modules.transforms import Transform
 from torchtune.modules.transforms.tokenizers import (
     ModelTokenizer,
@@ -22,7 +23,8 @@ class Llama2Tokenizer(ModelTokenizer, Transform):
         max_seq_len (Optional[int]): truncate tokenized conversations to this length (keeping a
             final EOS). Default None (no truncation).
         prompt_template (Optional[PromptTemplateInterface]): template applied to the messages
-            before tokenization. Default None.
+            before tokenization; None for none. Default ``Llama2ChatTemplate()`` (Meta's
+            ``[INST]`` chat format), one instance shared by every tokenizer built with the default.
         truncation_type (str): ``"right"`` (keep the start) or ``"left"``. Default ``"right"``.
 
     Raises:
@@ -34,7 +36,7 @@ class Llama2Tokenizer(ModelTokenizer, Transform):
         self,
         path: str,
         max_seq_len: Optional[int] = None,
-        prompt_template: Optional[PromptTemplateInterface] = None,
+        prompt_template: Optional[PromptTemplateInterface] = Llama2ChatTemplate(),
         truncation_type: str = "right",
     ) -> None:
         self._spm_model = SentencePieceBaseTokenizer(path)
@@ -81,12 +83,14 @@ class Llama2Tokenizer(ModelTokenizer, Transform):
         return self._spm_model.decode(token_ids)
 
     def tokenize_messages(
-        self, messages: List[Message], add_end_tokens: bool = True
+        self, messages: List[Message], *, add_start_tokens: bool = True, add_end_tokens: bool = True
     ) -> Tuple[List[int], List[bool]]:
         """Tokenize a conversation.
 
         Args:
             messages (List[Message]): the conversation.
+            add_start_tokens (bool): open each turn with BOS; False to tokenize a conversation that
+                continues already tokenized text. Default True.
             add_end_tokens (bool): end with EOS; False for a generation prompt. Default True.
 
         Returns:
@@ -95,7 +99,11 @@ class Llama2Tokenizer(ModelTokenizer, Transform):
         if self.prompt_template is not None:
             messages = self.prompt_template(messages, inference=not add_end_tokens)
         tokens, mask = tokenize_messages_no_special_tokens(
-            self._spm_model, messages, bos_id=self.bos_id, eos_id=self.eos_id, add_end_tokens=add_end_tokens
+            self._spm_model,
+            messages,
+            bos_id=self.bos_id if add_start_tokens else None,
+            eos_id=self.eos_id,
+            add_end_tokens=add_end_tokens,
         )
         if self.max_seq_len is not None and len(tokens) > self.max_seq_len:
             eos = self.eos_id if add_end_tokens else None

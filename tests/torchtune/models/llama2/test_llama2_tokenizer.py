@@ -147,3 +147,25 @@ def test_custom_prompt_template_instance(sp_path, sp):
     tok = llama2_tokenizer(str(sp_path), prompt_template=template)
     tokens, _ = tok.tokenize_messages([Message("user", "two?", masked=True), Message("assistant", "2")])
     assert tokens == [BOS] + sp.encode("Q: two?\nA: 2") + [EOS]
+
+
+def test_class_defaults_to_the_llama2_chat_template_and_can_drop_start_tokens(sp_path, sp):
+    tok = Llama2Tokenizer(str(sp_path))
+    assert isinstance(tok.prompt_template, Llama2ChatTemplate)
+    tokens, _ = tok.tokenize_messages(conversation())
+    assert tokens == meta_reference(sp)
+    no_bos, _ = tok.tokenize_messages(conversation(), add_start_tokens=False)
+    assert no_bos == [t for t in meta_reference(sp) if t != BOS]
+    assert Llama2Tokenizer(str(sp_path), prompt_template=None).prompt_template is None
+
+
+def test_sentencepiece_encode_prefix_and_decode_ids(sp_path, sp):
+    from torchtune.modules.transforms.tokenizers import SentencePieceBaseTokenizer
+
+    base = SentencePieceBaseTokenizer(str(sp_path))
+    continued = base.encode("Paris", add_bos=False, add_eos=False, trim_leading_whitespace=True)
+    with_prefix = base.encode("Paris", add_bos=False, add_eos=False, trim_leading_whitespace=True, prefix="\n\n")
+    # The same continuation, found through another prefix: the ids of "\n\nParis" minus those of "\n\n".
+    assert with_prefix == continued == sp.encode("\n\nParis")[len(sp.encode("\n\n")):]
+    assert base.encode("Paris", add_bos=False, add_eos=False, prefix="\n\n") == sp.encode("Paris")  # unused
+    assert base.decode(ids=sp.encode("Paris")) == "Paris"

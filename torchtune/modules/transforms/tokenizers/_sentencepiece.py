@@ -1,5 +1,5 @@
 import os
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 from sentencepiece import SentencePieceProcessor
 
@@ -39,6 +39,7 @@ class SentencePieceBaseTokenizer(BaseTokenizer):
         add_bos: bool = True,
         add_eos: bool = True,
         trim_leading_whitespace: bool = False,
+        prefix: Optional[str] = None,
     ) -> List[int]:
         """Encode text.
 
@@ -48,13 +49,20 @@ class SentencePieceBaseTokenizer(BaseTokenizer):
             add_eos (bool): append EOS (if the model defines one). Default True.
             trim_leading_whitespace (bool): do not add the dummy-prefix space SentencePiece puts
                 before the text (``"Hi"`` -> ``"Hi"``, not ``"▁Hi"``), as when the text continues
-                a longer string. Default False.
+                a longer string. Done by encoding ``prefix + text`` and dropping the prefix's ids.
+                Default False.
+            prefix (Optional[str]): the string used for that trick, which must not merge with the
+                text's first token; ``"\\n"`` if None. Only used with ``trim_leading_whitespace``.
+                Default None.
 
         Returns:
             List[int]: token ids.
         """
         if trim_leading_whitespace and text:
-            ids = encode_without_dummy_prefix(self.spm_model.encode, text, self._prefix_ids)
+            if prefix is None:
+                ids = encode_without_dummy_prefix(self.spm_model.encode, text, self._prefix_ids)
+            else:
+                ids = encode_without_dummy_prefix(self.spm_model.encode, text, self.spm_model.encode(prefix), prefix)
         else:
             ids = self.spm_model.encode(text)
         if add_bos and self.bos_id >= 0:
@@ -63,8 +71,14 @@ class SentencePieceBaseTokenizer(BaseTokenizer):
             ids.append(self.eos_id)
         return ids
 
-    def decode(self, token_ids: Sequence[int]) -> str:
-        """Decode ids (a list or a 1-D tensor) to text; BOS, EOS and other control pieces
-        produce no text."""
-        ids = token_ids.tolist() if hasattr(token_ids, "tolist") else list(token_ids)
+    def decode(self, ids: Sequence[int]) -> str:
+        """Decode ids to text; BOS, EOS and other control pieces produce no text.
+
+        Args:
+            ids (Sequence[int]): token ids, a list or a 1-D tensor.
+
+        Returns:
+            str: the text.
+        """
+        ids = ids.tolist() if hasattr(ids, "tolist") else list(ids)
         return self.spm_model.decode(ids)

@@ -34,20 +34,23 @@ class ModelTokenizer(Protocol):
 TRIM_PREFIX = "\n"
 
 
-def encode_without_dummy_prefix(encode: Callable[[str], List[int]], text: str, prefix_ids: List[int]) -> List[int]:
+def encode_without_dummy_prefix(
+    encode: Callable[[str], List[int]], text: str, prefix_ids: List[int], prefix: str = TRIM_PREFIX
+) -> List[int]:
     """Encode ``text`` as the continuation of a longer string, without the leading space that
     sentencepiece-style tokenizers add (``"Hi"`` -> ``"Hi"``, not ``"▁Hi"``).
 
     Args:
         encode (Callable[[str], List[int]]): plain encoding, without special tokens.
         text (str): the text.
-        prefix_ids (List[int]): ``encode(TRIM_PREFIX)``.
+        prefix_ids (List[int]): ``encode(prefix)``.
+        prefix (str): a string encoded in front of ``text`` and then removed. Default ``TRIM_PREFIX``.
 
     Returns:
-        List[int]: the ids of ``TRIM_PREFIX + text`` without the prefix's ids; the plain encoding
+        List[int]: the ids of ``prefix + text`` without the prefix's ids; the plain encoding
         should the prefix ever merge with the text (the trick then does not apply).
     """
-    ids = encode(TRIM_PREFIX + text)
+    ids = encode(prefix + text)
     k = len(prefix_ids)
     return ids[k:] if ids[:k] == prefix_ids else encode(text)
 

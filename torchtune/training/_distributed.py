@@ -13,6 +13,8 @@ from typing import Any, Iterator, Optional, Tuple, Union
 import torch
 import torch.distributed as dist
 
+from torchtune.utils._distributed import get_world_size_and_rank
+
 _LAUNCH_ENV = ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE")
 # Key in the job's rendezvous store claimed by the first rank that fails (see `record_rank_errors`).
 _FIRST_ERROR_KEY = "torchtune/first_error"
@@ -35,18 +37,6 @@ def is_distributed() -> bool:
         return dist.get_world_size() > 1
     env_ready = all(k in os.environ for k in _LAUNCH_ENV)
     return env_ready and int(os.environ["WORLD_SIZE"]) > 1
-
-
-def get_world_size_and_rank() -> Tuple[int, int]:
-    """World size and rank of the initialised process group.
-
-    Returns:
-        Tuple[int, int]: ``(world_size, rank)``; ``(1, 0)`` when ``torch.distributed`` is not
-        initialised (a single-device run).
-    """
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_world_size(), dist.get_rank()
-    return 1, 0
 
 
 def get_distributed_backend(device_type: str, offload_ops_to_cpu: bool = False) -> str:

@@ -24,8 +24,6 @@ import torch
 from omegaconf import DictConfig
 
 from torchtune import config, training, utils
-from torchtune.training.checkpointing._files import expand_checkpoint_files
-from torchtune.training.checkpointing._io import format_size, save_torch
 from torchtune.training.quantization import get_model_size_bytes, get_quantizer_mode
 
 log = utils.get_logger("INFO")
@@ -81,13 +79,13 @@ class QuantizationRecipe:
         Returns:
             Path: the file written.
         """
-        first_file = expand_checkpoint_files(
+        first_file = training.expand_checkpoint_files(
             cfg.checkpointer.checkpoint_files, Path(cfg.checkpointer.checkpoint_dir)
         )[0]
         name = Path(first_file).name.split(".")[0]  # model.safetensors.index.json -> model
         path = Path(cfg.checkpointer.output_dir) / f"{name}-{self._mode}.pt"
-        size = save_torch(self._model.state_dict(), path)
-        log.info(f"Saved quantized checkpoint to {path} ({format_size(size)})")
+        size = training.save_torch(self._model.state_dict(), path)
+        log.info(f"Saved quantized checkpoint to {path} ({training.format_size(size)})")
         return path
 
 

@@ -10,6 +10,7 @@ from torchtune.config._loading import find_config_file, load_config
 from torchtune.config._log_config import log_config
 from torchtune.config._parse import apply_overrides, parse
 from torchtune.config._redaction import is_secret_key, REDACTED, redact_secrets, redacted_yaml
+from torchtune.config._unused import find_unused_keys, warn_unused_keys
 from torchtune.config._validate import validate
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "REDACTED",
     "apply_overrides",
     "find_config_file",
+    "find_unused_keys",
     "instantiate",
     "is_secret_key",
     "load_config",
@@ -26,4 +28,5 @@ __all__ = [
     "redact_secrets",
     "redacted_yaml",
     "validate",
+    "warn_unused_keys",
 ]

@@ -45,6 +45,36 @@ from torchtune.training._profiler import (
     PROFILER_KEY,
     setup_torch_profiler,
 )
+from torchtune.training._recipe_components import (
+    clip_gradients,
+    log_model_info,
+    optimizer_step,
+    prepare_loss,
+    setup_lr_scheduler,
+    setup_metric_logger,
+    setup_profiler,
+    sft_loss_step,
+)
+from torchtune.training._recipe_config import DISTRIBUTED_CONFIG_KEYS, FINETUNE_CONFIG_KEYS
+from torchtune.training._recipe_data import build_sft_dataloader, get_steps_per_epoch, setup_sft_data, SFTData
+from torchtune.training._recipe_fsdp import gather_for_checkpoint, init_meta_buffers, shard_from_config
+from torchtune.training._recipe_lora import load_lora_weights, lora_checkpoint_state
+from torchtune.training._recipe_loop import (
+    every_n_steps,
+    should_save_mid_epoch,
+    StepMetrics,
+    TrainLoop,
+    validation_loss,
+)
+from torchtune.training._recipe_state import (
+    check_adapter_resumed,
+    CHECKPOINT_KEYS_KEY,
+    load_recipe_checkpoint,
+    load_sampler_state,
+    RecipeState,
+    RESUME_REQUIRED_KEYS,
+    SAMPLES_PER_STEP_KEY,
+)
 from torchtune.training._length_grouped_sampler import LengthGroupedSampler
 from torchtune.training._sampler import StatefulDistributedSampler
 from torchtune.training.checkpointing import (
@@ -69,6 +99,9 @@ from torchtune.training.checkpointing import (
     update_state_dict_for_classifier,
     validate_state_dict,
 )
+# File helpers the quantize recipe uses (public here so that a copied recipe needs no private import).
+from torchtune.training.checkpointing._files import expand_checkpoint_files
+from torchtune.training.checkpointing._io import format_size, save_torch
 from torchtune.training.lr_schedulers import get_cosine_schedule_with_warmup, get_lr
 from torchtune.training.memory import (
     cleanup_before_training,
@@ -137,6 +170,7 @@ __all__ = [
     "get_act_offloading_ctx_manager",
     "get_cosine_schedule_with_warmup",
     "gather_cpu_state_dict",
+    "gather_for_checkpoint",
     "get_distributed_backend",
     "cpu_has_native_bf16",
     "get_dtype",
@@ -152,9 +186,11 @@ __all__ = [
     "load_from_full_optimizer_state",
     "load_model_state_dict",
     "log_memory_stats",
+    "log_model_info",
     "record_rank_errors",
     "register_optim_in_bwd_hooks",
     "scale_grads",
+    "save_torch",
     "set_activation_checkpointing",
     "set_default_dtype",
     "set_seed",
@@ -166,6 +202,37 @@ __all__ = [
     "validate_no_params_on_meta_device",
     "validate_state_dict",
     "verify_bf16_support",
+    "CHECKPOINT_KEYS_KEY",
+    "DISTRIBUTED_CONFIG_KEYS",
+    "FINETUNE_CONFIG_KEYS",
+    "RESUME_REQUIRED_KEYS",
+    "SAMPLES_PER_STEP_KEY",
+    "RecipeState",
+    "SFTData",
+    "StepMetrics",
+    "TrainLoop",
+    "build_sft_dataloader",
+    "check_adapter_resumed",
+    "clip_gradients",
+    "every_n_steps",
+    "expand_checkpoint_files",
+    "format_size",
+    "get_steps_per_epoch",
+    "init_meta_buffers",
+    "load_lora_weights",
+    "load_recipe_checkpoint",
+    "load_sampler_state",
+    "lora_checkpoint_state",
+    "optimizer_step",
+    "prepare_loss",
+    "setup_lr_scheduler",
+    "setup_metric_logger",
+    "setup_profiler",
+    "setup_sft_data",
+    "shard_from_config",
+    "sft_loss_step",
+    "should_save_mid_epoch",
+    "validation_loss",
 ]
 
 

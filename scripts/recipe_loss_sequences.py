@@ -32,7 +32,7 @@ def runs(assets, root: Path):
     def lora(name, *extra):
         return ["run", "lora_finetune_single_device", "--config", "llama2/7B_lora_single_device",
                 *common_overrides(assets, out(name)), *model_overrides(), *LORA, "batch_size=4",
-                "max_steps_per_epoch=8", *extra]
+                "gradient_accumulation_steps=1", "max_steps_per_epoch=8", *extra]
 
     full_args = lambda name, *extra: [*common_overrides(assets, out(name)),  # noqa: E731
                                       *model_overrides("torchtune.models.llama2.llama2"), "optimizer.lr=1e-3",
@@ -52,6 +52,7 @@ def runs(assets, root: Path):
     yield "lora_distributed_2rank", ["run", "--nproc_per_node", "2", "lora_finetune_distributed", "--config",
                                      "llama2/7B_lora", *common_overrides(assets, out("lora_distributed_2rank")),
                                      *model_overrides(), *LORA, "batch_size=2", "max_steps_per_epoch=6",
+                                     "gradient_accumulation_steps=1",
                                      "loss._component_=torchtune.modules.loss.LinearCrossEntropyLoss"]
 
 

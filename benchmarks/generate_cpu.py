@@ -9,9 +9,9 @@ decode step (a wrapped ``generate_next_token`` for ours, a ``StoppingCriteria`` 
 processes. Both models live in one timing process and their runs alternate (ours, theirs,
 theirs, ours, ...), best of ``--repeats`` each: on a shared machine whose speed drifts, neither
 side gets the quiet phase to itself. "mean tok/s" is ``b * (k - 1) / (t(k) - t(1))`` over the
-``k`` timestamps of a whole run (best of the repeats; prefill excluded), for reference. Peak RSS comes from one separate process per
-implementation and dtype, reset after loading (Linux), so it is the peak of generating with the
-loaded model at the largest batch.
+``k`` timestamps of a whole run (best of the repeats; prefill excluded), for reference. Peak RSS
+comes from one separate process per implementation and dtype, reset after loading (Linux), so it
+is the peak of generating with the loaded model at the largest batch.
 
 KV caches differ: ours decodes with ``torchtune.modules.KVCache``, one static buffer per layer
 preallocated to prompt + new tokens (``setup_caches``); ``transformers`` ``generate`` builds the

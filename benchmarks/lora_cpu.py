@@ -327,7 +327,8 @@ def main() -> None:
                   f"{peft['wall_s']:.0f} s) | ratio {tokens_per_s(ours) / tokens_per_s(peft):.2f} | "
                   f"loss@1 {ours['losses'][0]:.4f} / {peft['losses'][0]:.4f}", flush=True)
 
-    ratios = {v: ", ".join(f"{tokens_per_s(o) / tokens_per_s(p):.2f}" for o, p in pairs) for v, pairs in results.items()}
+    ratios = {v: ", ".join(f"{tokens_per_s(o) / tokens_per_s(p):.2f}" for o, p in pairs)
+              for v, pairs in results.items()}
     notes = [f"Both sides' processes ran with OMP_WAIT_POLICY="
              f"{_CHILD_ENV.get('OMP_WAIT_POLICY', os.environ.get('OMP_WAIT_POLICY', 'unset'))}; {args.steps} steps; "
              f"median of {args.repeats} repeat(s); total {time.perf_counter() - t_start:.0f} s.",

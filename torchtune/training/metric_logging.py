@@ -14,6 +14,7 @@ from typing import Any, Mapping, Optional, Protocol, Union
 import torch
 from omegaconf import DictConfig
 
+# REDACTED and redact_secrets are re-exported: they lived here before config.redact_secrets.
 from torchtune.config import REDACTED, redact_secrets, redacted_yaml
 from torchtune.training._distributed import get_world_size_and_rank
 from torchtune.utils._logging import get_logger
@@ -208,6 +209,7 @@ class WandBLogger:
 __all__ = [
     "DiskLogger",
     "MetricLoggerInterface",
+    "REDACTED",
     "StdoutLogger",
     "TensorBoardLogger",
     "WandBLogger",

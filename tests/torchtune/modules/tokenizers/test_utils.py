@@ -63,3 +63,17 @@ def test_media_is_rejected(tokenizer):
     message = Message("user", [{"type": "image", "content": object()}, {"type": "text", "content": "what?"}])
     with pytest.raises(ValueError, match="contains media"):
         tokenize_messages_no_special_tokens(tokenizer, [message])
+
+
+def test_parse_hf_tokenizer_json(tmp_path):
+    from tests.test_utils.tokenizer_fixtures import write_hf_tokenizer
+    from torchtune.modules.transforms.tokenizers import parse_hf_tokenizer_json
+
+    tokenizer_json, _ = write_hf_tokenizer(tmp_path)
+    assert parse_hf_tokenizer_json(str(tokenizer_json)) == {"<s>": 0, "</s>": 1, "<pad>": 2}
+    with pytest.raises(FileNotFoundError, match="nope.json"):
+        parse_hf_tokenizer_json(str(tmp_path / "nope.json"))
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"model": {}}')
+    with pytest.raises(ValueError, match="added_tokens"):
+        parse_hf_tokenizer_json(str(bad))

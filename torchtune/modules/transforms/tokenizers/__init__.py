@@ -6,6 +6,7 @@ from torchtune.modules.transforms.tokenizers._tiktoken import TikTokenBaseTokeni
 from torchtune.modules.transforms.tokenizers._utils import (
     BaseTokenizer,
     ModelTokenizer,
+    parse_hf_tokenizer_json,
     tokenize_messages_no_special_tokens,
 )
 
@@ -17,4 +18,5 @@ __all__ = [
     "HuggingFaceBaseTokenizer",
     "load_tiktoken_bpe_file",
     "tokenize_messages_no_special_tokens",
+    "parse_hf_tokenizer_json",
 ]

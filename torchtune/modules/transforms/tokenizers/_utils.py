@@ -1,5 +1,7 @@
 """Tokenizer protocols and the message -> tokens logic shared by model tokenizers."""
 
+import json
+import os
 from typing import Callable, Dict, List, Optional, Protocol, Tuple
 
 from torchtune.data._messages import Message
@@ -123,3 +125,27 @@ def tokenize_messages_no_special_tokens(
             tokens.append(eos_id)
             mask.append(message.masked)
     return tokens, mask
+
+
+def parse_hf_tokenizer_json(tokenizer_json_path: str) -> Dict[str, int]:
+    """The special tokens of a Hugging Face ``tokenizer.json``: its ``added_tokens``.
+
+    Args:
+        tokenizer_json_path (str): the ``tokenizer.json`` file.
+
+    Returns:
+        Dict[str, int]: token string -> id.
+
+    Raises:
+        FileNotFoundError: if the file does not exist.
+        ValueError: if it is not JSON or has no ``added_tokens`` list.
+    """
+    path = os.fspath(tokenizer_json_path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Tokenizer file not found: {path}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            added = json.load(f)["added_tokens"]
+        return {token["content"]: int(token["id"]) for token in added}
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ValueError(f"{path} is not a tokenizer.json with an 'added_tokens' list ({e!r})") from None

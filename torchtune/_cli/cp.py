@@ -23,8 +23,8 @@ class CopyCommand(Subcommand):
     description = (
         "Copy a built-in recipe script or config file so you can edit it. When the destination\n"
         "has no suffix, .py (recipe) or .yaml (config) is added; a destination that is a\n"
-        "directory (or ends with /) receives the file under its own name. Existing files are\n"
-        "never overwritten."
+        "directory (or ends with /) receives the file under its own name. An existing file is\n"
+        "overwritten unless -n/--no-clobber is given."
     )
     examples = (
         "  tune cp llama2/7B_lora_single_device ./my_lora       # writes ./my_lora.yaml\n"
@@ -40,14 +40,23 @@ class CopyCommand(Subcommand):
             action="store_true",
             help="create the destination's missing parent directories",
         )
+        parser.add_argument(
+            "-n",
+            "--no-clobber",
+            action="store_true",
+            help="do not overwrite an existing destination file (it is kept, and cp succeeds)",
+        )
 
     def run(self, args: argparse.Namespace) -> int:
         source = find_builtin(args.file)
         if source is None:
             raise unknown_name_error(args.file)
         dest = _destination(args.destination, source)
-        if dest.exists():
-            raise CLIError(f"refusing to overwrite existing {dest}; remove it or choose another destination")
+        if dest.exists() and args.no_clobber:
+            print(f"Not overwriting existing {dest} (--no-clobber)")
+            return 0
+        if dest.is_dir():
+            raise CLIError(f"{dest} is a directory; choose a file name")
         if not dest.parent.is_dir():
             if not args.make_parents:
                 raise CLIError(f"directory {dest.parent} does not exist; pass --make-parents to create it")

@@ -1,5 +1,7 @@
 import argparse
+import importlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import List, Optional
@@ -84,18 +86,22 @@ def _list_files(folder: Path) -> List[str]:
 
 class DownloadCommand(Subcommand):
     name = "download"
-    summary = "Download a model from the Hugging Face Hub"
+    summary = "Download a model from the Hugging Face Hub or Kaggle"
     description = (
         "Download a model repo snapshot from the Hugging Face Hub into a local directory.\n"
         "Gated models (such as Meta's Llama) need a token of an account that was granted\n"
         "access: pass --hf-token or set HF_TOKEN. By default Meta's duplicate consolidated\n"
         "checkpoint (original/consolidated*.pth) is skipped; pass --ignore-patterns with no\n"
-        "value to download everything."
+        "value to download everything.\n"
+        "With --source kaggle, repo_id is a Kaggle model handle (owner/model/framework/variation)\n"
+        "downloaded with the kagglehub package; credentials come from --kaggle-username and\n"
+        "--kaggle-api-key, else KAGGLE_USERNAME/KAGGLE_KEY or ~/.kaggle/kaggle.json."
     )
     examples = (
         "  tune download meta-llama/Llama-2-7b-hf --output-dir /tmp/Llama-2-7b-hf \\\n"
         '      --ignore-patterns "*.safetensors" --hf-token <HF_TOKEN>\n'
         "  HF_TOKEN=<HF_TOKEN> tune download meta-llama/Llama-2-7b-hf\n"
+        "  tune download google/gemma/pyTorch/2b --source kaggle --output-dir /tmp/gemma-2b\n"
     )
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
@@ -121,12 +127,24 @@ class DownloadCommand(Subcommand):
         )
         parser.add_argument(
             "--source",
-            choices=["huggingface"],
+            choices=["huggingface", "kaggle"],
             default="huggingface",
             help="where to download from (default: huggingface)",
         )
+        parser.add_argument(
+            "--kaggle-username",
+            default=None,
+            help="Kaggle user name (--source kaggle; default: KAGGLE_USERNAME or ~/.kaggle/kaggle.json)",
+        )
+        parser.add_argument(
+            "--kaggle-api-key",
+            default=None,
+            help="Kaggle API key (--source kaggle; default: KAGGLE_KEY or ~/.kaggle/kaggle.json)",
+        )
 
     def run(self, args: argparse.Namespace) -> int:
+        if args.source == "kaggle":
+            return _download_from_kaggle(args)
         from huggingface_hub import constants, snapshot_download
         from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, HFValidationError
 
@@ -155,3 +173,33 @@ class DownloadCommand(Subcommand):
         for name in files:
             print(f"  {folder / name}")
         return 0
+
+
+def _download_from_kaggle(args: argparse.Namespace) -> int:
+    """Download a Kaggle model with kagglehub (into its cache, then ``--output-dir`` if given).
+
+    Raises:
+        CLIError: without kagglehub, with only one of the two credentials, or when Kaggle refuses.
+    """
+    try:
+        kagglehub = importlib.import_module("kagglehub")
+    except ImportError:
+        raise CLIError("--source kaggle needs the kagglehub package: pip install kagglehub") from None
+    if (args.kaggle_username is None) != (args.kaggle_api_key is None):
+        raise CLIError("pass both --kaggle-username and --kaggle-api-key, or neither")
+    if args.kaggle_username is not None:
+        # kagglehub reads these variables when no other credentials are configured.
+        os.environ["KAGGLE_USERNAME"] = args.kaggle_username
+        os.environ["KAGGLE_KEY"] = args.kaggle_api_key
+    try:
+        folder = Path(kagglehub.model_download(args.repo_id))
+    except Exception as err:  # kagglehub raises its own HTTP and validation errors
+        raise CLIError(f"Kaggle download of '{args.repo_id}' failed: {_first_line(err)}") from None
+    if args.output_dir is not None:
+        shutil.copytree(folder, args.output_dir, dirs_exist_ok=True)
+        folder = Path(args.output_dir)
+    files = _list_files(folder)
+    print(f"Downloaded {args.repo_id} to {folder} ({len(files)} files):")
+    for name in files:
+        print(f"  {folder / name}")
+    return 0

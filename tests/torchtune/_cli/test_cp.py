@@ -25,14 +25,17 @@ def test_recipe_into_directory_and_suffix(run_tune, tmp_path, builtin_recipe):
     assert (tmp_path / "mine.py").read_bytes() == recipe.path.read_bytes()
 
 
-def test_refuses_to_overwrite(run_tune, tmp_path, builtin_config):
+def test_overwrites_unless_no_clobber(run_tune, tmp_path, builtin_config):
     config = builtin_config
     dest = tmp_path / "existing.yaml"
-    dest.write_text("mine: 1\n")
+    for flag in ("-n", "--no-clobber"):
+        dest.write_text("mine: 1\n")
+        out = run_tune("cp", config.name, str(dest), flag)
+        assert out.returncode == 0, out.stderr
+        assert "Not overwriting" in out.stdout and dest.read_text() == "mine: 1\n"
     out = run_tune("cp", config.name, str(dest))
-    assert out.returncode == 1
-    assert "refusing to overwrite" in out.stderr and str(dest) in out.stderr
-    assert dest.read_text() == "mine: 1\n"
+    assert out.returncode == 0, out.stderr
+    assert dest.read_bytes() == config.path.read_bytes()
 
 
 def test_missing_parent_needs_make_parents(run_tune, tmp_path, builtin_config):

@@ -150,3 +150,19 @@ def write_hf_tokenizer(directory, vocab_size: int = 400) -> Tuple[Path, Path]:
     config = directory / "tokenizer_config.json"
     config.write_text(json.dumps({"bos_token": "<s>", "eos_token": {"content": "</s>"}, "pad_token": "<pad>"}))
     return tokenizer_json, config
+
+
+def random_chats(num: int, seed: int = 0) -> List[List[Dict[str, str]]]:
+    """Deterministic OpenAI-style conversations (``{"role", "content"}`` dicts) over
+    :func:`tiny_corpus` lines plus unicode, code and long numbers: half with a system message,
+    then 1-3 user/assistant turns whose messages hold 1-3 lines each."""
+    rng = random.Random(seed)
+    lines = tiny_corpus(200, seed=seed) + ["Ünïcödé 😀 text", "x = 1\n\nprint(x)", "12345678 apples"]
+    chats = []
+    for _ in range(num):
+        chat = [{"role": "system", "content": rng.choice(lines)}] if rng.random() < 0.5 else []
+        for _ in range(rng.randint(1, 3)):
+            for role in ("user", "assistant"):
+                chat.append({"role": role, "content": "\n".join(rng.sample(lines, rng.randint(1, 3)))})
+        chats.append(chat)
+    return chats

@@ -127,7 +127,7 @@ class Llama3Tokenizer(ModelTokenizer, Transform):
         self.start_header_id = self.special_tokens["<|start_header_id|>"]
         self.end_header_id = self.special_tokens["<|end_header_id|>"]
         self.eot_id = self.special_tokens["<|eot_id|>"]
-        # Llama 3.0 files lack the tool tokens and the pad token; they are None there.
+        # Llama 3.0's tokenizer.json has no tool, step or image tokens: None there.
         self.eom_id = self.special_tokens.get("<|eom_id|>")
         self.python_tag = self.special_tokens.get("<|python_tag|>")
         self.step_id = self.special_tokens.get("<|step_id|>")

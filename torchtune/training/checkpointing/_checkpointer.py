@@ -349,7 +349,9 @@ class FullModelMetaCheckpointer(_Checkpointer):
 
     Reads one ``consolidated.00.pth`` (``torch.load`` with ``weights_only=True``), converts with
     ``meta_to_tune``; writes ``epoch_{N}/consolidated.00.pth`` with ``tune_to_meta`` and copies
-    ``params.json`` and ``tokenizer.model`` when the input folder has them.
+    ``params.json`` and ``tokenizer.model`` when the input folder has them. For ``LLAMA3_2``
+    (tied embeddings in the published sizes) an ``output.weight`` equal to the embedding table is
+    dropped on load, and a tied model is saved with that copy, as Meta's files have it.
 
     Args:
         checkpoint_dir (Union[str, Path]): folder of the input checkpoint.
@@ -408,11 +410,22 @@ class FullModelMetaCheckpointer(_Checkpointer):
             path = resolve_path(names[0], self._checkpoint_dir)
         state = load_any(path)
         try:
-            return meta_to_tune(state)
+            model = meta_to_tune(state)
         except KeyError as e:
             raise ValueError(f"{path}: {e.args[0]} (expected a Meta Llama checkpoint)") from None
+        output, embeddings = model.get("output.weight"), model.get("tok_embeddings.weight")
+        if self._model_type == ModelType.LLAMA3_2 and output is not None and embeddings is not None \
+                and torch.equal(output, embeddings):
+            # Meta stores a copy of the embedding table as `output` for the tied Llama 3.2 sizes;
+            # a tied model has no separate output projection to load into.
+            del model["output.weight"]
+        return model
 
     def _write_model(self, model: StateDict, folder: Path) -> List[Path]:
         path = folder / self._FNAME
-        save_torch({k: v.detach() for k, v in tune_to_meta(model).items()}, path)
+        meta = {k: v.detach() for k, v in tune_to_meta(model).items()}
+        if self._model_type == ModelType.LLAMA3_2 and "output.weight" not in meta and "tok_embeddings.weight" in meta:
+            # Tied model: Meta's reference code expects the output projection, as a copy of the table.
+            meta["output.weight"] = meta["tok_embeddings.weight"].clone()
+        save_torch(meta, path)
         return [path] + self._copy_companions(self._COMPANIONS, folder)

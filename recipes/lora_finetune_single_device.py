@@ -57,11 +57,11 @@ class LoRAFinetuneRecipeSingleDevice:
         adapter = checkpoint.get(training.ADAPTER_KEY) if resume is not None else None
         self._model = self._setup_model(cfg, checkpoint[training.MODEL_KEY], adapter)
         self._tokenizer = config.instantiate(cfg.tokenizer)
+        loss_fn = config.instantiate(cfg.loss)
+        self._loss_fn = training.prepare_loss(loss_fn, self._model, compile=cfg.get("compile", False))
         self._optimizer = config.instantiate(cfg.optimizer, [p for p in self._model.parameters() if p.requires_grad])
         if resume is not None:
             self._optimizer.load_state_dict(checkpoint[training.OPT_KEY])
-        loss_fn = config.instantiate(cfg.loss)
-        self._loss_fn = training.prepare_loss(loss_fn, self._model, compile=cfg.get("compile", False))
 
         self._data = training.setup_sft_data(cfg, self._tokenizer, ignore_index=self._loss_fn.ignore_index,
                                              seed=self._state.seed)

@@ -64,10 +64,45 @@ _FAMILY_CONFIGS: Dict[str, Dict[str, List[str]]] = {
         "full_finetune_single_device": ["7B_full_low_memory"],
         "full_finetune_distributed": ["7B_full", "13B_full"],
         "lora_finetune_single_device": ["7B_lora_single_device", "7B_qlora_single_device", "13B_qlora_single_device"],
-        "lora_finetune_distributed": ["7B_lora", "13B_lora", "70B_lora", "7B_qlora"],
+        "lora_finetune_distributed": ["7B_lora", "13B_lora", "70B_lora", "7B_qlora", "70B_qlora"],
+    },
+    "code_llama2": {
+        "full_finetune_single_device": ["7B_full_low_memory"],
+        "lora_finetune_single_device": ["7B_lora_single_device", "7B_qlora_single_device"],
+        "eleuther_eval": ["evaluation"],
+    },
+    "llama3": {
+        "full_finetune_single_device": ["8B_full_single_device"],
+        "full_finetune_distributed": ["8B_full", "70B_full"],
+        "lora_finetune_single_device": [
+            "8B_lora_single_device", "8B_qlora_single_device", "8B_dora_single_device", "8B_qdora_single_device",
+        ],
+        "lora_finetune_distributed": ["8B_lora", "8B_dora", "70B_lora"],
+    },
+    "llama3_1": {
+        "full_finetune_single_device": ["8B_full_single_device"],
+        "full_finetune_distributed": ["8B_full", "70B_full"],
+        "lora_finetune_single_device": ["8B_lora_single_device", "8B_qlora_single_device"],
+        "lora_finetune_distributed": ["8B_lora", "70B_lora", "405B_qlora"],
+    },
+    "llama3_2": {
+        "full_finetune_single_device": ["1B_full_single_device", "3B_full_single_device"],
+        "full_finetune_distributed": ["1B_full", "3B_full"],
+        "lora_finetune_single_device": [
+            "1B_lora_single_device", "3B_lora_single_device", "1B_qlora_single_device", "3B_qlora_single_device",
+        ],
+        "lora_finetune_distributed": ["1B_lora", "3B_lora"],
+        "eleuther_eval": ["evaluation"],
+    },
+    "llama3_3": {
+        "full_finetune_distributed": ["70B_full", "70B_full_multinode"],
+        "lora_finetune_distributed": ["70B_lora", "70B_qlora"],
     },
     "demo": {
         "lora_finetune_single_device": ["tiny_llama_lora"],
+    },
+    "mistral": {
+        "lora_finetune_single_device": ["7B_lora_single_device"],
     },
 }
 

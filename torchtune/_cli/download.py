@@ -8,9 +8,12 @@ from typing import List, Optional
 
 from torchtune._cli.subcommand import CLIError, Subcommand
 
-# HF repos of Meta models carry the weights twice: HF safetensors/bin files plus Meta's own
-# consolidated checkpoint under original/. Recipes read the HF files, so skip the copy.
-DEFAULT_IGNORE_PATTERNS = ["original/consolidated*.pth"]
+# As in torchtune, nothing is skipped by default: which copy of the weights is the duplicate depends on
+# the family, so each config's header passes its own pattern. What the shipped configs pass:
+FAMILY_IGNORE_PATTERNS = {
+    "Llama 2, Code Llama 2, Mistral (the configs read the .bin shards)": "*.safetensors",
+    "Llama 3, 3.1, 3.2, 3.3 (Meta's consolidated checkpoint under original/)": "original/consolidated.00.pth",
+}
 
 
 def _status(err: BaseException) -> Optional[int]:
@@ -90,9 +93,9 @@ class DownloadCommand(Subcommand):
     description = (
         "Download a model repo snapshot from the Hugging Face Hub into a local directory.\n"
         "Gated models (such as Meta's Llama) need a token of an account that was granted\n"
-        "access: pass --hf-token or set HF_TOKEN. By default Meta's duplicate consolidated\n"
-        "checkpoint (original/consolidated*.pth) is skipped; pass --ignore-patterns with no\n"
-        "value to download everything.\n"
+        "access: pass --hf-token or set HF_TOKEN. Every file is downloaded unless\n"
+        "--ignore-patterns says otherwise; many repos hold the weights twice, and each built-in\n"
+        "config's header gives the pattern that skips the copy its recipe does not read.\n"
         "With --source kaggle, repo_id is a Kaggle model handle (owner/model/framework/variation)\n"
         "downloaded with the kagglehub package; credentials come from --kaggle-username and\n"
         "--kaggle-api-key, else KAGGLE_USERNAME/KAGGLE_KEY or ~/.kaggle/kaggle.json."
@@ -121,9 +124,11 @@ class DownloadCommand(Subcommand):
         parser.add_argument(
             "--ignore-patterns",
             nargs="*",
-            default=DEFAULT_IGNORE_PATTERNS,
+            default=None,
             metavar="PATTERN",
-            help=f"glob patterns of files to skip (default: {' '.join(DEFAULT_IGNORE_PATTERNS)})",
+            help="glob patterns of files not to download, e.g. '*.safetensors' (default: none, download "
+            "everything). The built-in configs pass: "
+            + "; ".join(f"{pattern!r} for {family}" for family, pattern in FAMILY_IGNORE_PATTERNS.items()),
         )
         parser.add_argument(
             "--source",

@@ -11,11 +11,21 @@ from typing import Callable, List, Optional, Sequence, TypeVar, Union
 import torch
 from torch import nn
 
+from torchtune.modules.attention import MultiHeadAttention
 from torchtune.modules.layer_builders import LinearBuilder, build_mlp, build_self_attention, dense_linear
 from torchtune.modules.position_embeddings import RotaryPositionalEmbeddings
 from torchtune.modules.rms_norm import RMSNorm
 from torchtune.modules.tied_linear import TiedLinear
 from torchtune.modules.transformer import TransformerDecoder, TransformerSelfAttentionLayer
+from torchtune.utils._logging import get_logger
+
+_log = get_logger()
+
+# A checkpointer that knows the attention window of its checkpoint (Hugging Face ``config.json``
+# ``sliding_window``) records it under this key in the state dict's metadata for the root module,
+# ``state_dict._metadata[""]`` (where torch keeps module versions, and which ``load_state_dict``
+# passes to load hooks). A decoder built here warns when its own windows differ.
+CHECKPOINT_WINDOW_KEY = "checkpoint_sliding_window"
 
 # dim, eps -> norm module over the last dimension
 NormBuilder = Callable[..., nn.Module]
@@ -48,6 +58,27 @@ class ScaledEmbedding(nn.Embedding):
         """
         h = super().forward(tokens)
         return h * torch.tensor(self.scale, dtype=h.dtype, device=h.device)
+
+
+def _warn_on_window_mismatch(module: nn.Module, state_dict, prefix: str, local_metadata, *args) -> None:
+    """Load pre-hook: warn, naming ``sliding_window``, when the checkpoint's window is not the model's.
+
+    A window only changes attention for sequences longer than it, so a mismatch is a warning (a
+    Mistral v0.1 checkpoint, window 4096, fine-tunes identically on shorter samples without one).
+    """
+    if prefix or CHECKPOINT_WINDOW_KEY not in local_metadata:
+        return
+    declared = local_metadata[CHECKPOINT_WINDOW_KEY]
+    built = {m.sliding_window for m in module.modules() if isinstance(m, MultiHeadAttention)}
+    if built <= {declared}:
+        return
+    has = "no sliding window (global attention)" if declared is None else f"sliding_window={declared}"
+    model = ", ".join("global attention" if w is None else f"a {w}-token window" for w in sorted(built, key=str))
+    _log.warning(
+        f"The checkpoint's config.json has {has}, but the model was built with {model}: attention differs "
+        f"for sequences longer than the window. Build the model with sliding_window={declared} "
+        f"(for example mistral(..., sliding_window={declared})) to match the checkpoint."
+    )
 
 
 def _per_layer(value: Union[_T, Sequence[_T]], num_layers: int, name: str) -> List[_T]:
@@ -84,6 +115,7 @@ def build_decoder(
     sliding_window: Union[None, int, Sequence[Optional[int]]] = None,
     embed_scale: Optional[float] = None,
     tie_word_embeddings: bool = False,
+    output_dim: Optional[int] = None,
 ) -> TransformerDecoder:
     """Assemble a pre-norm decoder: embeddings, ``num_layers`` attention + MLP blocks, norm, output.
 
@@ -91,7 +123,9 @@ def build_decoder(
     ``w3``, ``output``) is made by ``linear``, so the same call builds the plain, LoRA, DoRA or
     QLoRA model. Modules are created in a fixed order (positional embedding, then per layer the
     attention projections, the MLP and the two norms, then the embedding, final norm and
-    output), so random initialisation is reproducible across families.
+    output), so random initialisation is reproducible across families. Loading a state dict whose
+    metadata records its checkpoint's attention window (``FullModelHFCheckpointer`` does, from
+    config.json's ``sliding_window``) logs a warning when that window is not the model's.
 
     Args:
         linear (LinearBuilder): ``(name, in_dim, out_dim, bias) -> nn.Module``. Default
@@ -123,6 +157,9 @@ def build_decoder(
         embed_scale (Optional[float]): multiply the token embeddings by this (Gemma:
             ``sqrt(embed_dim)``). Default None.
         tie_word_embeddings (bool): the output projection reuses the embedding weight. Default False.
+        output_dim (Optional[int]): width of the output projection, ``[b, s, d] -> [b, s, output_dim]``;
+            ``vocab_size`` if None. A classifier or reward model passes its number of classes
+            (1 for a reward model). Default None.
 
     Returns:
         TransformerDecoder: the model, randomly initialised (nn defaults).
@@ -130,7 +167,8 @@ def build_decoder(
     Raises:
         ValueError: if ``num_heads`` is not divisible by ``num_kv_heads``; if ``head_dim`` is None
             and ``embed_dim`` is not divisible by ``num_heads``; if a per-layer list has the wrong
-            length; or if ``linear`` would put an adapter on a tied output projection.
+            length; if ``linear`` would put an adapter on a tied output projection; or if
+            ``output_dim`` differs from ``vocab_size`` with tied embeddings.
     """
     if num_heads % num_kv_heads != 0:
         raise ValueError(f"num_heads ({num_heads}) must be divisible by num_kv_heads ({num_kv_heads})")
@@ -141,6 +179,9 @@ def build_decoder(
     if tie_word_embeddings and "output" in getattr(linear, "adapted_names", ()):
         raise ValueError("apply_lora_to_output is not supported with tied embeddings: the output "
                          "projection is the embedding table; set apply_lora_to_output=False")
+    if tie_word_embeddings and output_dim not in (None, vocab_size):
+        raise ValueError(f"output_dim ({output_dim}) must equal vocab_size ({vocab_size}) with tied embeddings: "
+                         "a tied output projection is the embedding table")
     if pos_embeddings is None:
         pos_embeddings = RotaryPositionalEmbeddings(dim=head_dim, max_seq_len=max_seq_len, base=rope_base)
     layer_pos = _per_layer(pos_embeddings, num_layers, "pos_embeddings")
@@ -173,8 +214,11 @@ def build_decoder(
     else:
         tok_embeddings = ScaledEmbedding(vocab_size, embed_dim, scale=embed_scale)
     final_norm = norm(embed_dim, eps=norm_eps)
-    output = TiedLinear(tok_embeddings) if tie_word_embeddings else linear("output", embed_dim, vocab_size, False)
-    return TransformerDecoder(
+    if tie_word_embeddings:
+        output = TiedLinear(tok_embeddings)
+    else:
+        output = linear("output", embed_dim, vocab_size if output_dim is None else output_dim, False)
+    decoder = TransformerDecoder(
         tok_embeddings=tok_embeddings,
         layers=nn.ModuleList(layers),
         max_seq_len=max_seq_len,
@@ -183,4 +227,6 @@ def build_decoder(
         norm=final_norm,
         output=output,
     )
+    decoder.register_load_state_dict_pre_hook(_warn_on_window_mismatch)
+    return decoder
 

@@ -113,15 +113,40 @@ def _downloaded(folder):
     }
 
 
-def test_download_skips_duplicate_meta_weights_by_default(run_tune, hub, tmp_path):
+def test_download_fetches_every_file_by_default(run_tune, hub, tmp_path):
+    # torchtune's default: no pattern, so nothing is skipped unless the config's command says so.
     out_dir = tmp_path / "tiny"
     out = run_tune("download", "org/tiny", "--output-dir", str(out_dir), env=hub)
     assert out.returncode == 0, out.stderr
-    expected = {k: v for k, v in FILES.items() if k != "original/consolidated.00.pth"}
+    expected = dict(FILES)
     assert _downloaded(out_dir) == expected
     assert str(out_dir) in out.stdout
     for name in expected:
         assert name in out.stdout
+
+
+def test_llama3_config_pattern_skips_the_consolidated_checkpoint(run_tune, hub, tmp_path):
+    out_dir = tmp_path / "tiny"
+    out = run_tune("download", "org/tiny", "--output-dir", str(out_dir), "--ignore-patterns",
+                   "original/consolidated.00.pth", env=hub)
+    assert out.returncode == 0, out.stderr
+    assert _downloaded(out_dir) == {k: v for k, v in FILES.items() if k != "original/consolidated.00.pth"}
+
+
+def test_ignore_patterns_default_and_help_match_torchtune():
+    import argparse
+
+    from torchtune._cli.download import FAMILY_IGNORE_PATTERNS, DownloadCommand
+
+    parser = argparse.ArgumentParser()
+    DownloadCommand().add_arguments(parser)
+    assert parser.parse_args(["org/tiny"]).ignore_patterns is None
+    assert parser.parse_args(["org/tiny", "--ignore-patterns", "*.safetensors"]).ignore_patterns == ["*.safetensors"]
+    help_text = " ".join(parser.format_help().split())
+    assert "default: none, download everything" in help_text
+    assert set(FAMILY_IGNORE_PATTERNS.values()) == {"*.safetensors", "original/consolidated.00.pth"}
+    for pattern in FAMILY_IGNORE_PATTERNS.values():
+        assert repr(pattern) in help_text
 
 
 def test_download_honours_ignore_patterns(run_tune, hub, tmp_path):

@@ -161,3 +161,116 @@ def lora_llama2(
         embed_dim=embed_dim, max_seq_len=max_seq_len, attn_dropout=attn_dropout, intermediate_dim=intermediate_dim,
         norm_eps=norm_eps, rope_base=rope_base,
     )
+
+
+def llama2_classifier(
+    num_classes: int,
+    *,
+    vocab_size: int,
+    num_layers: int,
+    num_heads: int,
+    num_kv_heads: int,
+    embed_dim: int,
+    max_seq_len: int,
+    attn_dropout: float = 0.0,
+    intermediate_dim: Optional[int] = None,
+    norm_eps: float = 1e-5,
+    rope_base: float = 10000.0,
+) -> TransformerDecoder:
+    """Build a Llama2 decoder whose output projection is a ``[d] -> [num_classes]`` head.
+
+    The head scores every position, ``[b, s, d] -> [b, s, num_classes]``; a sequence's score is read at
+    its last non-padding token (as ``transformers``' ``LlamaForSequenceClassification`` pools). With
+    ``num_classes=1`` this is a reward model. The head is called ``output`` (Hugging Face: ``score``);
+    to start from a language model's checkpoint, drop its ``output.weight`` first with
+    :func:`~torchtune.training.update_state_dict_for_classifier`.
+
+    Args:
+        num_classes (int): width of the head (1 for a reward model).
+        vocab_size (int): number of tokens.
+        num_layers (int): transformer layers.
+        num_heads (int): query heads.
+        num_kv_heads (int): key/value heads.
+        embed_dim (int): model dimension.
+        max_seq_len (int): longest sequence.
+        attn_dropout (float): attention dropout. Default 0.0.
+        intermediate_dim (Optional[int]): MLP width; Llama2's rule from ``embed_dim`` if None.
+        norm_eps (float): RMSNorm epsilon. Default 1e-5.
+        rope_base (float): RoPE base (an addition to torchtune's signature). Default 10000.0.
+
+    Returns:
+        TransformerDecoder: the model, randomly initialised; ``forward`` returns ``[b, s, num_classes]``.
+
+    Raises:
+        ValueError: if the dimensions are inconsistent.
+    """
+    return _llama2_decoder(
+        dense_linear, vocab_size=vocab_size, num_layers=num_layers, num_heads=num_heads, num_kv_heads=num_kv_heads,
+        embed_dim=embed_dim, max_seq_len=max_seq_len, attn_dropout=attn_dropout, intermediate_dim=intermediate_dim,
+        norm_eps=norm_eps, rope_base=rope_base, output_dim=num_classes,
+    )
+
+
+def lora_llama2_classifier(
+    lora_attn_modules: List[LORA_ATTN_MODULES],
+    apply_lora_to_mlp: bool = False,
+    apply_lora_to_output: bool = False,
+    *,
+    num_classes: int,
+    vocab_size: int,
+    num_layers: int,
+    num_heads: int,
+    num_kv_heads: int,
+    embed_dim: int,
+    max_seq_len: int,
+    intermediate_dim: Optional[int] = None,
+    attn_dropout: float = 0.0,
+    norm_eps: float = 1e-5,
+    lora_rank: int,
+    lora_alpha: float,
+    lora_dropout: float = 0.0,
+    use_dora: bool = False,
+    quantize_base: bool = False,
+    rope_base: float = 10000.0,
+) -> TransformerDecoder:
+    """:func:`llama2_classifier` with LoRA (DoRA, QLoRA) adapters; arguments as :func:`lora_llama2`.
+
+    ``apply_lora_to_output`` adapts the ``[d] -> [num_classes]`` head. The head is never quantized.
+
+    Args:
+        lora_attn_modules (List[LORA_ATTN_MODULES]): attention projections to adapt.
+        apply_lora_to_mlp (bool): also adapt every MLP. Default False.
+        apply_lora_to_output (bool): also adapt the classification head. Default False.
+        num_classes (int): width of the head (1 for a reward model).
+        vocab_size (int): number of tokens.
+        num_layers (int): transformer layers.
+        num_heads (int): query heads.
+        num_kv_heads (int): key/value heads.
+        embed_dim (int): model dimension.
+        max_seq_len (int): longest sequence.
+        intermediate_dim (Optional[int]): MLP width; Llama2's rule from ``embed_dim`` if None.
+        attn_dropout (float): attention dropout. Default 0.0.
+        norm_eps (float): RMSNorm epsilon. Default 1e-5.
+        lora_rank (int): adapter rank.
+        lora_alpha (float): adapter alpha.
+        lora_dropout (float): adapter input dropout. Default 0.0.
+        use_dora (bool): DoRA instead of LoRA. Default False.
+        quantize_base (bool): NF4 base weights (QLoRA). Default False.
+        rope_base (float): RoPE base (an addition to torchtune's signature). Default 10000.0.
+
+    Returns:
+        TransformerDecoder: the model; ``forward`` returns ``[b, s, num_classes]``.
+
+    Raises:
+        ValueError: if ``lora_attn_modules`` has an invalid entry or nothing is adapted, or the
+            dimensions are inconsistent.
+    """
+    linear = get_lora_linear_builder(
+        lora_attn_modules, apply_lora_to_mlp, apply_lora_to_output, lora_rank=lora_rank, lora_alpha=lora_alpha,
+        lora_dropout=lora_dropout, use_dora=use_dora, quantize_base=quantize_base,
+    )
+    return _llama2_decoder(
+        linear, vocab_size=vocab_size, num_layers=num_layers, num_heads=num_heads, num_kv_heads=num_kv_heads,
+        embed_dim=embed_dim, max_seq_len=max_seq_len, attn_dropout=attn_dropout, intermediate_dim=intermediate_dim,
+        norm_eps=norm_eps, rope_base=rope_base, output_dim=num_classes,
+    )

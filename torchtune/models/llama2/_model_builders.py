@@ -5,7 +5,12 @@ The sizes are data (``_7B``, ``_13B``, ``_70B``); each builder passes them to th
 
 from typing import List
 
-from torchtune.models.llama2._component_builders import llama2, lora_llama2
+from torchtune.models.llama2._component_builders import (
+    llama2,
+    llama2_classifier,
+    lora_llama2,
+    lora_llama2_classifier,
+)
 from torchtune.modules import TransformerDecoder
 from torchtune.modules.peft import LORA_ATTN_MODULES
 
@@ -129,3 +134,41 @@ def qlora_llama2_70b(
     """Llama2 70B with LoRA adapters on NF4 base weights (QLoRA, Dettmers et al., 2023); see :func:`lora_llama2_70b`."""
     return lora_llama2_70b(lora_attn_modules, apply_lora_to_mlp, apply_lora_to_output, lora_rank, lora_alpha,
                          lora_dropout, use_dora, quantize_base)
+
+
+def llama2_reward_7b() -> TransformerDecoder:
+    """Llama2 7B as a reward model: :func:`llama2_7b` with a ``[4096] -> [1]`` head instead of the LM head."""
+    return llama2_classifier(num_classes=1, **_7B)
+
+
+def lora_llama2_reward_7b(
+    lora_attn_modules: List[LORA_ATTN_MODULES],
+    apply_lora_to_mlp: bool = False,
+    apply_lora_to_output: bool = False,
+    lora_rank: int = 8,
+    lora_alpha: float = 16,
+    lora_dropout: float = 0.0,
+    use_dora: bool = False,
+    quantize_base: bool = False,
+) -> TransformerDecoder:
+    """:func:`llama2_reward_7b` with LoRA adapters; arguments as :func:`lora_llama2_classifier`."""
+    return lora_llama2_classifier(
+        lora_attn_modules, apply_lora_to_mlp, apply_lora_to_output, num_classes=1, **_7B, lora_rank=lora_rank,
+        lora_alpha=lora_alpha, lora_dropout=lora_dropout, use_dora=use_dora, quantize_base=quantize_base,
+    )
+
+
+def qlora_llama2_reward_7b(
+    lora_attn_modules: List[LORA_ATTN_MODULES],
+    apply_lora_to_mlp: bool = False,
+    apply_lora_to_output: bool = False,
+    lora_rank: int = 8,
+    lora_alpha: float = 16,
+    lora_dropout: float = 0.0,
+    use_dora: bool = False,
+    *,
+    quantize_base: bool = True,
+) -> TransformerDecoder:
+    """:func:`lora_llama2_reward_7b` on NF4 base weights (QLoRA); the head stays dense."""
+    return lora_llama2_reward_7b(lora_attn_modules, apply_lora_to_mlp, apply_lora_to_output, lora_rank, lora_alpha,
+                                 lora_dropout, use_dora, quantize_base)

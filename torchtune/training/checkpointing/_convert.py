@@ -58,6 +58,19 @@ def _llama_from_tune(sd: StateDict, config: Dict[str, Any]) -> StateDict:
     return tune_to_hf(sd, **head_dims(config))
 
 
+# ---- Reward / classifier models: the Llama layout with HF's ``score`` head as our ``output`` ----
+
+def _reward_to_tune(sd: StateDict, config: Dict[str, Any]) -> StateDict:
+    # TRL can save a bias on the head; our heads have none (as transformers' score layer).
+    renamed = {("lm_head.weight" if k == "score.weight" else k): v for k, v in sd.items() if k != "score.bias"}
+    return hf_to_tune(renamed, **head_dims(config))
+
+
+def _reward_from_tune(sd: StateDict, config: Dict[str, Any]) -> StateDict:
+    hf_sd = tune_to_hf(sd, **head_dims(config))
+    return {("score.weight" if k == "lm_head.weight" else k): v for k, v in hf_sd.items()}
+
+
 # ---- Families that keep HF's rotate-half q/k rows (as torchtune's Qwen2 and Phi-3 do) ----
 
 _HF_COMMON = {
@@ -175,6 +188,9 @@ _FAMILIES: Dict[ModelType, _Family] = {
     ModelType.QWEN2: _Family(_qwen2_to_tune, _qwen2_from_tune),
     ModelType.PHI3_MINI: _PHI3,
     ModelType.PHI4: _PHI3,  # Phi-4 is stored as Phi3ForCausalLM: same fused projections
+    # LlamaForSequenceClassification / MistralForSequenceClassification. PEFT's adapter layout
+    # targets a causal LM (lm_head, task CAUSAL_LM), so only adapter_model.pt is written.
+    ModelType.REWARD: _Family(_reward_to_tune, _reward_from_tune, peft_compatible=False),
 }
 
 

@@ -1,11 +1,13 @@
 """Checkpointer for Hugging Face ``transformers`` checkpoints (safetensors or ``.bin``, sharded or not)."""
 
 import json
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
 import torch
 
+from torchtune.modules.decoder_builder import CHECKPOINT_WINDOW_KEY
 from torchtune.training.checkpointing._checkpointer import _Checkpointer, _merge, log
 from torchtune.training.checkpointing._constants import ADAPTER_MODEL_FNAME
 from torchtune.training.checkpointing._convert import (
@@ -36,12 +38,30 @@ _COMPANIONS = (
 _INDEX = {True: "model.safetensors.index.json", False: "pytorch_model.bin.index.json"}
 
 
+def declared_sliding_window(config: Dict[str, Any]) -> Optional[int]:
+    """The attention window every layer of a Hugging Face model uses, from its ``config.json``.
+
+    Args:
+        config (Dict[str, Any]): parsed config.json.
+
+    Returns:
+        Optional[int]: ``sliding_window`` (Mistral v0.1: 4096); None when the key is absent or
+        null, or when ``use_sliding_window`` is false (Qwen2 keeps a window size it does not use).
+    """
+    if config.get("use_sliding_window") is False or config.get("sliding_window") is None:
+        return None
+    return int(config["sliding_window"])
+
+
 class FullModelHFCheckpointer(_Checkpointer):
     """Read and write Hugging Face checkpoints, converting to and from the torchtune layout.
 
     Loading accepts ``.safetensors`` and ``.bin`` files, one or sharded: ``checkpoint_files`` may be a
     list of names, ``{filename_format, max_filename}``, an ``*.index.json`` name, or empty (the usual
-    HF names are looked for). Head counts come from ``config.json`` in ``checkpoint_dir``.
+    HF names are looked for). Head counts come from ``config.json`` in ``checkpoint_dir``. The
+    loaded state dict records config.json's ``sliding_window`` in its metadata, so that
+    ``model.load_state_dict`` into a decoder built with another window logs a warning naming the key
+    (see :func:`torchtune.modules.build_decoder`).
 
     Saving writes ``output_dir/epoch_{N}/`` that ``transformers`` ``from_pretrained`` loads as is:
     ``model-0000k-of-0000n.safetensors`` (same split as the input) with
@@ -144,7 +164,10 @@ class FullModelHFCheckpointer(_Checkpointer):
             # Tied models have no separate output projection to load into.
             del merged["output.weight"]
         log.info(f"Loaded {len(merged)} tensors from {len(paths)} file(s) in {paths[0].parent}")
-        return merged
+        # Attribute set on an OrderedDict: the same place torch keeps module versions.
+        loaded = OrderedDict(merged)
+        loaded._metadata = OrderedDict({"": {CHECKPOINT_WINDOW_KEY: declared_sliding_window(self._config)}})
+        return loaded
 
     def _write_model(self, model: StateDict, folder: Path) -> List[Path]:
         hf_sd = self._family.from_tune(model, self._config)

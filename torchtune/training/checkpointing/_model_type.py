@@ -20,7 +20,8 @@ class ModelType(Enum):
         PHI4: Phi-4 (the Phi-3 layout, with grouped-query attention).
         GEMMA2: Gemma 2 (extra pre/post feed-forward norms; no Hugging Face conversion yet).
         LLAMA3_VISION: Llama 3.2 Vision (no Hugging Face conversion yet).
-        REWARD: Llama-style reward models with a ``score`` head (no Hugging Face conversion yet).
+        REWARD: Llama-style reward and classifier models (``LlamaForSequenceClassification``,
+            ``MistralForSequenceClassification``): their ``score`` head is our ``output``.
         CLIP_TEXT: CLIP text encoder (no Hugging Face conversion yet).
         T5_ENCODER: T5 encoder (no Hugging Face conversion yet).
 

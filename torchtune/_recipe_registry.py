@@ -102,7 +102,11 @@ _FAMILY_CONFIGS: Dict[str, Dict[str, List[str]]] = {
         "lora_finetune_single_device": ["tiny_llama_lora"],
     },
     "mistral": {
-        "lora_finetune_single_device": ["7B_lora_single_device"],
+        "full_finetune_single_device": ["7B_full_low_memory"],
+        "full_finetune_distributed": ["7B_full"],
+        "lora_finetune_single_device": ["7B_lora_single_device", "7B_qlora_single_device"],
+        "lora_finetune_distributed": ["7B_lora"],
+        "eleuther_eval": ["evaluation"],
     },
 }
 

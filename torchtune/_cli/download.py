@@ -87,6 +87,15 @@ def _list_files(folder: Path) -> List[str]:
     )
 
 
+def _report(repo_id: str, folder: Path) -> int:
+    """Print where the files went, one per line; the command's exit status."""
+    files = _list_files(folder)
+    print(f"Downloaded {repo_id} to {folder} ({len(files)} files):")
+    for name in files:
+        print(f"  {folder / name}")
+    return 0
+
+
 class DownloadCommand(Subcommand):
     name = "download"
     summary = "Download a model from the Hugging Face Hub or Kaggle"
@@ -172,12 +181,7 @@ class DownloadCommand(Subcommand):
             raise CLIError(f"'{args.repo_id}' is not a valid repo id: {_first_line(err)}") from None
         except (HfHubHTTPError, EntryNotFoundError, OSError) as err:
             raise CLIError(_explain(err, args.repo_id, has_token=token is not None)) from None
-        folder = Path(folder)
-        files = _list_files(folder)
-        print(f"Downloaded {args.repo_id} to {folder} ({len(files)} files):")
-        for name in files:
-            print(f"  {folder / name}")
-        return 0
+        return _report(args.repo_id, Path(folder))
 
 
 def _download_from_kaggle(args: argparse.Namespace) -> int:
@@ -203,8 +207,4 @@ def _download_from_kaggle(args: argparse.Namespace) -> int:
     if args.output_dir is not None:
         shutil.copytree(folder, args.output_dir, dirs_exist_ok=True)
         folder = Path(args.output_dir)
-    files = _list_files(folder)
-    print(f"Downloaded {args.repo_id} to {folder} ({len(files)} files):")
-    for name in files:
-        print(f"  {folder / name}")
-    return 0
+    return _report(args.repo_id, folder)

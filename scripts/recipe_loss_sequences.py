@@ -85,7 +85,7 @@ def main() -> int:
                 continue
             out = demo_out if name == "demo" else root / name
             out.mkdir(parents=True, exist_ok=True)
-            run_tune(cmd, cwd=out, timeout=900)
+            run_tune(cmd, cwd=out, timeout=2400)
             results[name] = read_losses(out / "logs")
             print(f"{name}: {len(results[name])} losses, first {results[name][0]!r}, last {results[name][-1]!r}",
                   flush=True)

@@ -59,3 +59,32 @@ def test_two_process_lora_lowers_the_loss(assets, tmp_path):
     run_tune([*args, "batch_size=2"], cwd=tmp_path)
     assert _lowered(read_losses(tmp_path / "logs")), read_losses(tmp_path / "logs")
     assert (tmp_path / "epoch_0" / "adapter" / "adapter_config.json").is_file()
+
+
+@pytest.fixture(scope="module")
+def untied_assets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("llama3_assets")
+    ckpt = root / "base"
+    hf.save_reference(ckpt, rope_scaling=hf.LLAMA3_SCALING, tie=False, vocab_size=VOCAB)
+    write_tiktoken_bpe(ckpt, num_merges=150, name="tokenizer.model")
+    return {"ckpt": ckpt, "data": write_alpaca_json(root / "data.json"), "shards": ["model.safetensors"]}
+
+
+@pytest.mark.parametrize("family, builder, config, extra", [
+    # Llama 3 has no RoPE scaling; the checkpoint's scaling is then a mismatch that only the
+    # logits would show, and training still has to work from these weights.
+    ("llama3", "lora_llama3", "llama3/8B_lora_single_device", {}),
+    ("llama3_1", "lora_llama3_1", "llama3_1/8B_lora_single_device", {"scale_factor": 8, "old_context_len": 16}),
+])
+def test_llama3_and_llama3_1_lora_lower_the_loss(untied_assets, tmp_path, family, builder, config, extra):
+    dims = dict(hf.TINY, vocab_size=VOCAB, **extra)
+    args = ["run", "lora_finetune_single_device", "--config", config, *common_overrides(untied_assets, tmp_path),
+            f"model._component_=torchtune.models.{family}.{builder}", *[f"model.{k}={v}" for k, v in dims.items()],
+            "model.lora_attn_modules=[q_proj,v_proj]", "model.apply_lora_to_mlp=True", "model.lora_rank=8",
+            "model.lora_alpha=16", "gradient_accumulation_steps=1", "optimizer.lr=1e-2", "optimizer.fused=False",
+            "lr_scheduler.num_warmup_steps=0", f"max_steps_per_epoch={STEPS}", "batch_size=4",
+            # These upstream configs read Meta's consolidated.00.pth; the test checkpoint is in HF layout.
+            "checkpointer._component_=torchtune.training.FullModelHFCheckpointer", "checkpointer.model_type=LLAMA3"]
+    run_tune(args, cwd=tmp_path)
+    assert _lowered(read_losses(tmp_path / "logs")), read_losses(tmp_path / "logs")
+    assert (tmp_path / "epoch_0" / "adapter" / "adapter_config.json").is_file()

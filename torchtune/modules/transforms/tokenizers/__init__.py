@@ -1,5 +1,6 @@
 """Text tokenizers: base tokenizers (text <-> ids) and helpers for model tokenizers (messages -> ids)."""
 
+from torchtune.modules.transforms.tokenizers._gpt2 import GPT2BaseTokenizer
 from torchtune.modules.transforms.tokenizers._hf_tokenizer import HuggingFaceBaseTokenizer
 from torchtune.modules.transforms.tokenizers._sentencepiece import SentencePieceBaseTokenizer
 from torchtune.modules.transforms.tokenizers._tiktoken import TikTokenBaseTokenizer, load_tiktoken_bpe_file
@@ -15,6 +16,7 @@ __all__ = [
     "ModelTokenizer",
     "SentencePieceBaseTokenizer",
     "TikTokenBaseTokenizer",
+    "GPT2BaseTokenizer",
     "HuggingFaceBaseTokenizer",
     "load_tiktoken_bpe_file",
     "tokenize_messages_no_special_tokens",

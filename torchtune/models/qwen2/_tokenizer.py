@@ -58,6 +58,10 @@ class Qwen2Tokenizer(ModelTokenizer, Transform):
         ValueError: if a file is malformed or a named token is neither special nor in the vocabulary.
     """
 
+    # Pre-tokenization regex and unicode normal form; Phi-4, which reuses this class, differs here.
+    _pattern: str = QWEN2_PATTERN
+    _normalization: Optional[str] = "NFC"
+
     def __init__(
         self,
         path: str,
@@ -76,8 +80,8 @@ class Qwen2Tokenizer(ModelTokenizer, Transform):
         truncation_type: str = "right",
     ) -> None:
         self.base = GPT2BaseTokenizer(
-            path, merges_file, pattern=QWEN2_PATTERN, special_tokens=special_tokens,
-            unicode_normalization="NFC", bpe_cache_size=bpe_cache_size,
+            path, merges_file, pattern=self._pattern, special_tokens=special_tokens,
+            unicode_normalization=self._normalization, bpe_cache_size=bpe_cache_size,
         )
         # With a tokenizer.json, its added tokens are special too.
         self.special_tokens = self.base.special_tokens

@@ -44,6 +44,8 @@ _TRUNCATION = "left or right truncation of long conversations"
 _ROPE_BASE = "configurable RoPE base, as in llama2() (Code Llama uses 1e6)"
 _ROPE_SCALING = "Llama 3.1 RoPE scaling settings, configurable instead of hard-coded"
 ADDITIONS: Dict[str, str] = {
+    "torchtune.training.ModelType(QWEN3)": "Qwen3 checkpoints (torchtune's main branch adds QWEN3)",
+    "torchtune.training.checkpointing.ModelType(QWEN3)": "Qwen3 checkpoints (torchtune's main branch adds QWEN3)",
     "torchtune.data.padded_collate_sft(pad_to_multiple_of)": "pad lengths to a multiple (tensor-core / compile friendly)",
     "torchtune.data.truncate(truncation_type)": "left truncation keeps the end of long conversations",
     "torchtune.datasets.cnn_dailymail_articles_dataset(packed)": "sample packing, as for wikitext_dataset",
@@ -131,8 +133,6 @@ NOT_YET_PRESENT: Dict[str, str] = {
     "torchtune.models.llama3_2_vision": _VISION,
     "torchtune.models.phi3": "Phi-3 family issue",
     "torchtune.models.phi4": "Phi-4 family issue",
-    "torchtune.models.qwen2": "Qwen2 family issue",
-    "torchtune.models.qwen2_5": "Qwen2.5 family issue",
     "torchtune.models.t5": "T5 encoder issue",
     "torchtune.modules.model_fusion": _MULTIMODAL,
     "torchtune.rlhf": "RLHF (DPO/PPO) issue",
@@ -205,7 +205,8 @@ class Param(NamedTuple):
 _POSITIONAL = ("POSITIONAL_ONLY", "POSITIONAL_OR_KEYWORD")
 _VARIADIC = ("VAR_POSITIONAL", "VAR_KEYWORD")
 # Defaults that are objects print as "<module.Class object at 0x...>" (or "<function f at 0x...>").
-_OBJECT_REPR = re.compile(r"<[^<>]*>")
+# Reprs start with a name, so string defaults such as '<|im_end|>' are left alone.
+_OBJECT_REPR = re.compile(r"<[A-Za-z_][^<>]*>")
 
 
 def parse_signature(text: str) -> List[Param]:
@@ -482,3 +483,16 @@ def test_the_comparison_catches_signature_changes():
     assert diffs("(model, scaler, extra, *, eps=1e-05, **kwargs)")  # addition without default
     # Object defaults compare by class, not address.
     assert parse_signature("(t=<a.B object at 0x7f00>)") == parse_signature("(t=<a.B object at 0x1234>)")
+
+
+def test_qwen3_matches_torchtune_main():
+    """torchtune.models.qwen3 is not in v0.6.1; its component builder and names follow the manifest's note."""
+    import torchtune.models.qwen3 as qwen3
+
+    note = MANIFEST["_notes"]["qwen3"]
+    signature = re.search(r"qwen3(\(vocab_size.*?\));", note).group(1)
+    problems, _ = compare_params("torchtune.models.qwen3.qwen3", parse_signature(signature), our_signature(qwen3.qwen3))
+    assert not problems, problems
+    sizes = [f"{s}_{v}" for s in ("0_6b", "1_7b", "4b", "8b", "14b") for v in ("base", "instruct")] + ["32b"]
+    expected = {f"{p}qwen3_{s}" for s in sizes for p in ("", "lora_")} | {"qwen3", "lora_qwen3"}
+    assert expected <= set(qwen3.__all__), sorted(expected - set(qwen3.__all__))

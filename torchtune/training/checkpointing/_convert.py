@@ -12,6 +12,7 @@ from typing import Any, Callable, Dict, List, Optional
 import torch
 
 from torchtune.models.convert_weights import get_mapped_key, hf_to_tune, tune_to_hf
+from torchtune.models.qwen2._convert_weights import qwen2_hf_to_tune, qwen2_tune_to_hf
 from torchtune.training.checkpointing._model_type import ModelType
 
 StateDict = Dict[str, torch.Tensor]
@@ -72,6 +73,7 @@ def _reward_from_tune(sd: StateDict, config: Dict[str, Any]) -> StateDict:
 
 
 # ---- Families that keep HF's rotate-half q/k rows (as torchtune's Qwen2 and Phi-3 do) ----
+# Qwen2, Qwen2.5 and Qwen3 only rename keys (torchtune.models.qwen2.qwen2_hf_to_tune / qwen2_tune_to_hf).
 
 _HF_COMMON = {
     "model.embed_tokens.weight": "tok_embeddings.weight",
@@ -83,18 +85,6 @@ _HF_COMMON = {
     "model.norm.weight": "norm.scale",
     "lm_head.weight": "output.weight",
 }
-_QWEN2_FROM_HF = dict(
-    _HF_COMMON,
-    **{
-        f"model.layers.{{}}.self_attn.{p}_proj.{t}": f"layers.{{}}.attn.{p}_proj.{t}"
-        for p in ("q", "k", "v")
-        for t in ("weight", "bias")
-    },
-    **{
-        "model.layers.{}.mlp.gate_proj.weight": "layers.{}.mlp.w1.weight",
-        "model.layers.{}.mlp.up_proj.weight": "layers.{}.mlp.w3.weight",
-    },
-)
 _PHI3_FROM_HF = dict(
     _HF_COMMON,
     **{
@@ -119,11 +109,15 @@ def _rename(sd: StateDict, table: Dict[str, Optional[str]]) -> StateDict:
 
 
 def _qwen2_to_tune(sd: StateDict, config: Dict[str, Any]) -> StateDict:
-    return _rename(sd, _QWEN2_FROM_HF)
+    # Qwen2 checkpoints carry a window size with ``use_sliding_window: false``; a checkpoint that
+    # enables it (windows on the layers from ``max_window_layers`` on) is not built by qwen2().
+    if config.get("use_sliding_window"):
+        raise ValueError("config.json sets use_sliding_window: true, which the Qwen builders do not support")
+    return qwen2_hf_to_tune(sd)
 
 
 def _qwen2_from_tune(sd: StateDict, config: Dict[str, Any]) -> StateDict:
-    return _rename(sd, _inverse(_QWEN2_FROM_HF))
+    return qwen2_tune_to_hf(sd)
 
 
 _FUSED = re.compile(r"^layers\.(\d+)\.(attn\.qkv_proj|mlp\.w13)\.weight$")
@@ -178,6 +172,7 @@ def _phi3_from_tune(sd: StateDict, config: Dict[str, Any]) -> StateDict:
 
 
 _LLAMA = _Family(_llama_to_tune, _llama_from_tune)
+_QWEN2 = _Family(_qwen2_to_tune, _qwen2_from_tune)
 _PHI3 = _Family(_phi3_to_tune, _phi3_from_tune, peft_compatible=False)
 _FAMILIES: Dict[ModelType, _Family] = {
     ModelType.LLAMA2: _LLAMA,
@@ -185,7 +180,8 @@ _FAMILIES: Dict[ModelType, _Family] = {
     ModelType.LLAMA3_2: _LLAMA,
     ModelType.MISTRAL: _LLAMA,
     ModelType.GEMMA: _LLAMA,
-    ModelType.QWEN2: _Family(_qwen2_to_tune, _qwen2_from_tune),
+    ModelType.QWEN2: _QWEN2,
+    ModelType.QWEN3: _QWEN2,  # Qwen2's keys plus the per-head q/k norms, same RoPE layout
     ModelType.PHI3_MINI: _PHI3,
     ModelType.PHI4: _PHI3,  # Phi-4 is stored as Phi3ForCausalLM: same fused projections
     # LlamaForSequenceClassification / MistralForSequenceClassification. PEFT's adapter layout

@@ -16,6 +16,7 @@ class ModelType(Enum):
         MISTRAL: Mistral 7B.
         GEMMA: Gemma (tied embeddings, ``head_dim`` from config.json).
         QWEN2: Qwen2 and Qwen2.5 (q/k/v biases; q/k rows kept in the HF rotate-half layout).
+        QWEN3: Qwen3 (Qwen2's layout with per-head q/k norms and no q/k/v biases).
         PHI3_MINI: Phi-3 mini (fused ``qkv_proj`` and ``gate_up_proj`` split on load).
         PHI4: Phi-4 (the Phi-3 layout, with grouped-query attention).
         GEMMA2: Gemma 2 (extra pre/post feed-forward norms; no Hugging Face conversion yet).
@@ -40,6 +41,7 @@ class ModelType(Enum):
     PHI4 = "phi4"
     REWARD = "reward"
     QWEN2 = "qwen2"
+    QWEN3 = "qwen3"
     CLIP_TEXT = "clip_text"
     T5_ENCODER = "t5_encoder"
 

@@ -101,6 +101,26 @@ _FAMILY_CONFIGS: Dict[str, Dict[str, List[str]]] = {
     "demo": {
         "lora_finetune_single_device": ["tiny_llama_lora"],
     },
+    "qwen2": {
+        "full_finetune_single_device": ["0.5B_full_single_device", "1.5B_full_single_device", "7B_full_single_device"],
+        "full_finetune_distributed": ["0.5B_full", "1.5B_full", "7B_full"],
+        "lora_finetune_single_device": ["0.5B_lora_single_device", "1.5B_lora_single_device", "7B_lora_single_device"],
+        "lora_finetune_distributed": ["0.5B_lora", "1.5B_lora", "7B_lora"],
+        "eleuther_eval": ["evaluation"],
+    },
+    "qwen3": {
+        # torchtune's main branch (no 0.6.1 configs): one LoRA config, as the Qwen2.5 0.5B one.
+        "lora_finetune_single_device": ["0.6B_lora_single_device"],
+    },
+    "qwen2_5": {
+        "full_finetune_single_device": ["0.5B_full_single_device", "1.5B_full_single_device", "3B_full_single_device",
+                                        "7B_full_single_device"],
+        "full_finetune_distributed": ["0.5B_full", "1.5B_full", "3B_full", "7B_full"],
+        "lora_finetune_single_device": ["0.5B_lora_single_device", "1.5B_lora_single_device", "3B_lora_single_device",
+                                        "7B_lora_single_device", "14B_lora_single_device"],
+        "lora_finetune_distributed": ["0.5B_lora", "1.5B_lora", "3B_lora", "7B_lora", "32B_lora", "72B_lora"],
+        "eleuther_eval": ["evaluation"],
+    },
     "mistral": {
         "full_finetune_single_device": ["7B_full_low_memory"],
         "full_finetune_distributed": ["7B_full"],

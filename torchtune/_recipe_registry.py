@@ -101,6 +101,20 @@ _FAMILY_CONFIGS: Dict[str, Dict[str, List[str]]] = {
     "demo": {
         "lora_finetune_single_device": ["tiny_llama_lora"],
     },
+    "phi3": {
+        "full_finetune_single_device": ["mini_full_low_memory"],
+        "full_finetune_distributed": ["mini_full"],
+        "lora_finetune_single_device": ["mini_lora_single_device", "mini_qlora_single_device"],
+        "lora_finetune_distributed": ["mini_lora"],
+        "eleuther_eval": ["evaluation"],
+    },
+    "phi4": {
+        "full_finetune_single_device": ["14B_full_low_memory"],
+        "full_finetune_distributed": ["14B_full"],
+        "lora_finetune_single_device": ["14B_lora_single_device", "14B_qlora_single_device"],
+        "lora_finetune_distributed": ["14B_lora"],
+        "eleuther_eval": ["evaluation"],
+    },
     "qwen2": {
         "full_finetune_single_device": ["0.5B_full_single_device", "1.5B_full_single_device", "7B_full_single_device"],
         "full_finetune_distributed": ["0.5B_full", "1.5B_full", "7B_full"],

@@ -46,6 +46,11 @@ _ISSUE_14 = {
         "llama3_2/3B_full_single_device",
     )
 }
+# Written for issue 15 (Phi-3, Phi-4) from the manifest: they differ from upstream only here.
+_ISSUE_15 = {
+    name: {"optimizer._component_": _NO_BITSANDBYTES}
+    for name in ("phi3/mini_full_low_memory", "phi4/14B_full_low_memory")
+}
 
 # Written for the Qwen2 / Qwen2.5 issue from the manifest: they differ from upstream only here.
 _QWEN = {
@@ -152,7 +157,7 @@ _LLAMA2 = {
     },
 }
 
-DIFFERENCES: Dict[str, Dict[str, str]] = {**_ISSUE_14, **_QWEN, **_LLAMA2}
+DIFFERENCES: Dict[str, Dict[str, str]] = {**_ISSUE_14, **_ISSUE_15, **_QWEN, **_LLAMA2}
 
 
 def _family(config_name: str) -> str:

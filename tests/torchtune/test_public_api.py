@@ -44,6 +44,9 @@ _TRUNCATION = "left or right truncation of long conversations"
 _ROPE_BASE = "configurable RoPE base, as in llama2() (Code Llama uses 1e6)"
 _ROPE_SCALING = "Llama 3.1 RoPE scaling settings, configurable instead of hard-coded"
 ADDITIONS: Dict[str, str] = {
+    "torchtune.models.qwen2.Qwen2Tokenizer.__init__(truncation_type)": _TRUNCATION,
+    "torchtune.models.qwen2.Qwen2Tokenizer.__init__(default_system_prompt)":
+        "the system prompt Qwen2.5's chat template adds when a conversation has none",
     "torchtune.training.ModelType(QWEN3)": "Qwen3 checkpoints (torchtune's main branch adds QWEN3)",
     "torchtune.training.checkpointing.ModelType(QWEN3)": "Qwen3 checkpoints (torchtune's main branch adds QWEN3)",
     "torchtune.data.padded_collate_sft(pad_to_multiple_of)": "pad lengths to a multiple (tensor-core / compile friendly)",

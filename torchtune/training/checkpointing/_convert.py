@@ -12,6 +12,7 @@ from typing import Any, Callable, Dict, List, Optional
 import torch
 
 from torchtune.models.convert_weights import get_mapped_key, hf_to_tune, tune_to_hf
+from torchtune.models.phi3._convert_weights import phi3_hf_to_tune, phi3_tune_to_hf
 from torchtune.models.qwen2._convert_weights import qwen2_hf_to_tune, qwen2_tune_to_hf
 from torchtune.training.checkpointing._model_type import ModelType
 
@@ -85,14 +86,6 @@ _HF_COMMON = {
     "model.norm.weight": "norm.scale",
     "lm_head.weight": "output.weight",
 }
-_PHI3_FROM_HF = dict(
-    _HF_COMMON,
-    **{
-        # Fused projections: split on load, concatenated on save (see _phi3_*).
-        "model.layers.{}.self_attn.qkv_proj.weight": "layers.{}.attn.qkv_proj.weight",
-        "model.layers.{}.mlp.gate_up_proj.weight": "layers.{}.mlp.w13.weight",
-    },
-)
 
 
 def _inverse(table: Dict[str, Optional[str]]) -> Dict[str, str]:
@@ -120,55 +113,15 @@ def _qwen2_from_tune(sd: StateDict, config: Dict[str, Any]) -> StateDict:
     return qwen2_tune_to_hf(sd)
 
 
-_FUSED = re.compile(r"^layers\.(\d+)\.(attn\.qkv_proj|mlp\.w13)\.weight$")
-
+# Phi-3 / Phi-4: HF fuses qkv_proj and gate_up_proj; the public converters split and fuse them.
 
 def _phi3_to_tune(sd: StateDict, config: Dict[str, Any]) -> StateDict:
     dims = head_dims(config)
-    q_rows = dims["num_heads"] * dims["head_dim"]
-    kv_rows = dims["num_kv_heads"] * dims["head_dim"]
-    out = {}
-    for key, value in _rename(sd, _PHI3_FROM_HF).items():
-        match = _FUSED.match(key)
-        if match is None:
-            out[key] = value
-            continue
-        layer, kind = match.groups()
-        if kind == "attn.qkv_proj":
-            if value.shape[0] != q_rows + 2 * kv_rows:
-                raise ValueError(
-                    f"qkv_proj of layer {layer} has {value.shape[0]} rows; config.json implies "
-                    f"{q_rows} + 2 * {kv_rows}"
-                )
-            q, k, v = value.split([q_rows, kv_rows, kv_rows], dim=0)
-            out.update({f"layers.{layer}.attn.{n}_proj.weight": t for n, t in zip("qkv", (q, k, v))})
-        else:
-            gate, up = value.chunk(2, dim=0)
-            out[f"layers.{layer}.mlp.w1.weight"] = gate
-            out[f"layers.{layer}.mlp.w3.weight"] = up
-    return out
+    return phi3_hf_to_tune(sd, num_heads=dims["num_heads"], num_kv_heads=dims["num_kv_heads"], dim=dims["dim"])
 
 
 def _phi3_from_tune(sd: StateDict, config: Dict[str, Any]) -> StateDict:
-    fused: Dict[str, torch.Tensor] = {}
-    parts = {
-        "attn.qkv_proj": ("attn.q_proj", "attn.k_proj", "attn.v_proj"),
-        "mlp.w13": ("mlp.w1", "mlp.w3"),
-    }
-    remaining = dict(sd)
-    layers = sorted({int(k.split(".")[1]) for k in sd if k.startswith("layers.")})
-    for layer in layers:
-        for fused_name, names in parts.items():
-            keys = [f"layers.{layer}.{n}.weight" for n in names]
-            present = [k for k in keys if k in remaining]
-            if not present:
-                continue
-            if len(present) != len(keys):
-                missing = sorted(set(keys) - set(present))
-                raise KeyError(f"{missing[0]} (needed to build the fused Phi-3 {fused_name})")
-            fused[f"layers.{layer}.{fused_name}.weight"] = torch.cat([remaining.pop(k) for k in keys], dim=0)
-    remaining.update(fused)
-    return _rename(remaining, _inverse(_PHI3_FROM_HF))
+    return phi3_tune_to_hf(sd)
 
 
 _LLAMA = _Family(_llama_to_tune, _llama_from_tune)

@@ -13,3 +13,7 @@ __all__ = [
     "Phi3RotaryPositionalEmbeddings",
     "qlora_phi3_mini",
 ]
+
+from torchtune.models.phi3._tokenizer import Phi3MiniTokenizer, phi3_mini_tokenizer  # noqa: E402
+
+__all__ += ["Phi3MiniTokenizer", "phi3_mini_tokenizer"]

@@ -134,8 +134,6 @@ NOT_YET_PRESENT: Dict[str, str] = {
     "torchtune.models.gemma": "Gemma family issue",
     "torchtune.models.gemma2": "Gemma 2 family issue",
     "torchtune.models.llama3_2_vision": _VISION,
-    "torchtune.models.phi3": "Phi-3 family issue",
-    "torchtune.models.phi4": "Phi-4 family issue",
     "torchtune.models.t5": "T5 encoder issue",
     "torchtune.modules.model_fusion": _MULTIMODAL,
     "torchtune.rlhf": "RLHF (DPO/PPO) issue",
@@ -195,6 +193,8 @@ KNOWN_DIFFERENCES: Dict[str, str] = {
     "torchtune.models.llama3_3.qlora_llama3_3_70b": _PLAIN_DEF,
     "torchtune.models.mistral.qlora_mistral_7b": _PLAIN_DEF,
     "torchtune.models.mistral.qlora_mistral_reward_7b": _PLAIN_DEF,
+    "torchtune.models.phi3.qlora_phi3_mini": _PLAIN_DEF,
+    "torchtune.models.phi4.qlora_phi4_14b": _PLAIN_DEF,
 }
 # ---------------------------------------------------------------------------------------------
 

@@ -26,6 +26,8 @@ class _Family:
     from_tune: Converter
     # False where HF fuses projections that torchtune keeps apart (LoRA on q_proj has no PEFT twin).
     peft_compatible: bool = True
+    # Why not, for the log line of a checkpointer that writes adapter_model.pt only.
+    no_peft_reason: str = ""
 
 
 def head_dims(config: Dict[str, Any]) -> Dict[str, int]:
@@ -126,7 +128,11 @@ def _phi3_from_tune(sd: StateDict, config: Dict[str, Any]) -> StateDict:
 
 _LLAMA = _Family(_llama_to_tune, _llama_from_tune)
 _QWEN2 = _Family(_qwen2_to_tune, _qwen2_from_tune)
-_PHI3 = _Family(_phi3_to_tune, _phi3_from_tune, peft_compatible=False)
+_PHI3 = _Family(
+    _phi3_to_tune, _phi3_from_tune, peft_compatible=False,
+    no_peft_reason="fuses q/k/v and gate/up projections in Hugging Face format, so PEFT has no module for a LoRA "
+    "on q_proj or w1",
+)
 _FAMILIES: Dict[ModelType, _Family] = {
     ModelType.LLAMA2: _LLAMA,
     ModelType.LLAMA3: _LLAMA,
@@ -139,7 +145,10 @@ _FAMILIES: Dict[ModelType, _Family] = {
     ModelType.PHI4: _PHI3,  # Phi-4 is stored as Phi3ForCausalLM: same fused projections
     # LlamaForSequenceClassification / MistralForSequenceClassification. PEFT's adapter layout
     # targets a causal LM (lm_head, task CAUSAL_LM), so only adapter_model.pt is written.
-    ModelType.REWARD: _Family(_reward_to_tune, _reward_from_tune, peft_compatible=False),
+    ModelType.REWARD: _Family(
+        _reward_to_tune, _reward_from_tune, peft_compatible=False,
+        no_peft_reason="is a sequence-classification model, and PEFT's adapter layout targets a causal LM",
+    ),
 }
 
 

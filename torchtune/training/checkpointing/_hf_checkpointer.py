@@ -199,8 +199,8 @@ class FullModelHFCheckpointer(_Checkpointer):
             return written
         if not self._family.peft_compatible:
             log.warning(
-                f"{self._model_type.name} fuses projections in Hugging Face format: PEFT adapter files not "
-                "written, only adapter_model.pt"
+                f"{self._model_type.name} {self._family.no_peft_reason}: PEFT adapter files not written, "
+                "only adapter_model.pt"
             )
             return written
         weights = folder / f"{ADAPTER_MODEL_FNAME}.safetensors"

@@ -117,3 +117,29 @@ def test_converters_refuse_inconsistent_inputs():
         phi3_tune_to_hf({"layers.0.attn.q_proj.weight": torch.zeros(2, 2), "layers.0.attn.k_proj.weight": torch.zeros(2, 2)})
     with pytest.raises(KeyError, match="lora_a"):
         phi3_tune_to_hf({"layers.0.attn.q_proj.lora_a.weight": torch.zeros(2, 2)})
+
+
+def test_lora_adapter_saves_in_torchtune_format_only_and_says_why(loaded, tmp_path, caplog):
+    import logging
+
+    from torchtune.training import ADAPTER_CONFIG, ADAPTER_KEY, MODEL_KEY, FullModelHFCheckpointer
+
+    model_type, dims, folder, _, sd, _ = loaded
+    lora = lora_phi3(["q_proj", "v_proj"], apply_lora_to_mlp=True, **dims, lora_rank=4, lora_alpha=8)
+    adapter = {k: v for k, v in lora.state_dict().items() if "lora_" in k}
+    ckpt = FullModelHFCheckpointer(str(folder), ["model.safetensors"], model_type, str(tmp_path))
+    logger = logging.getLogger("torchtune")
+    logger.propagate = True  # let caplog see the package logger
+    try:
+        with caplog.at_level(logging.WARNING, logger="torchtune"):
+            ckpt.save_checkpoint({MODEL_KEY: sd, ADAPTER_KEY: adapter, ADAPTER_CONFIG: {
+                "r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj", "w1", "w2", "w3"],
+                "peft_type": "LORA"}}, epoch=0)
+    finally:
+        logger.propagate = False
+    adapter_dir = tmp_path / "epoch_0" / "adapter"
+    assert sorted(p.name for p in adapter_dir.iterdir()) == ["adapter_model.pt"]
+    saved = torch.load(adapter_dir / "adapter_model.pt", weights_only=True)
+    assert saved.keys() == adapter.keys()
+    reasons = [r.getMessage() for r in caplog.records if "PEFT adapter files not written" in r.getMessage()]
+    assert len(reasons) == 1 and reasons[0].startswith(f"{model_type} fuses q/k/v and gate/up projections"), reasons

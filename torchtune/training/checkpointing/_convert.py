@@ -7,11 +7,11 @@ onto Hugging Face modules (so PEFT can load them). A new family plugs in by addi
 
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List
 
 import torch
 
-from torchtune.models.convert_weights import get_mapped_key, hf_to_tune, tune_to_hf
+from torchtune.models.convert_weights import hf_to_tune, tune_to_hf
 from torchtune.models.phi3._convert_weights import phi3_hf_to_tune, phi3_tune_to_hf
 from torchtune.models.qwen2._convert_weights import qwen2_hf_to_tune, qwen2_tune_to_hf
 from torchtune.training.checkpointing._model_type import ModelType
@@ -75,33 +75,8 @@ def _reward_from_tune(sd: StateDict, config: Dict[str, Any]) -> StateDict:
     return {("score.weight" if k == "lm_head.weight" else k): v for k, v in hf_sd.items()}
 
 
-# ---- Families that keep HF's rotate-half q/k rows (as torchtune's Qwen2 and Phi-3 do) ----
+# ---- Families that keep HF's rotate-half q/k rows: their own packages convert the keys ----
 # Qwen2, Qwen2.5 and Qwen3 only rename keys (torchtune.models.qwen2.qwen2_hf_to_tune / qwen2_tune_to_hf).
-
-_HF_COMMON = {
-    "model.embed_tokens.weight": "tok_embeddings.weight",
-    "model.layers.{}.self_attn.o_proj.weight": "layers.{}.attn.output_proj.weight",
-    "model.layers.{}.mlp.down_proj.weight": "layers.{}.mlp.w2.weight",
-    "model.layers.{}.input_layernorm.weight": "layers.{}.sa_norm.scale",
-    "model.layers.{}.post_attention_layernorm.weight": "layers.{}.mlp_norm.scale",
-    "model.layers.{}.self_attn.rotary_emb.inv_freq": None,
-    "model.norm.weight": "norm.scale",
-    "lm_head.weight": "output.weight",
-}
-
-
-def _inverse(table: Dict[str, Optional[str]]) -> Dict[str, str]:
-    return {v: k for k, v in table.items() if v is not None}
-
-
-def _rename(sd: StateDict, table: Dict[str, Optional[str]]) -> StateDict:
-    out = {}
-    for key, value in sd.items():
-        new_key = get_mapped_key(key, table)
-        if new_key is not None:
-            out[new_key] = value
-    return out
-
 
 def _qwen2_to_tune(sd: StateDict, config: Dict[str, Any]) -> StateDict:
     # Qwen2 checkpoints carry a window size with ``use_sliding_window: false``; a checkpoint that

@@ -1,20 +1,18 @@
-"""Phi-3's rotary embedding: the same frequencies as Llama's, applied to rotate-half channel pairs."""
+"""Phi-3's rotary embedding: the rotate-half RoPE of Hugging Face checkpoints, as Qwen2's."""
 
-from typing import Optional
-
-import torch
-
-from torchtune.modules.position_embeddings import RotaryPositionalEmbeddings
+from torchtune.models.qwen2._positional_embeddings import Qwen2RotaryPositionalEmbeddings
 
 
-class Phi3RotaryPositionalEmbeddings(RotaryPositionalEmbeddings):
+class Phi3RotaryPositionalEmbeddings(Qwen2RotaryPositionalEmbeddings):
     """Rotary positional embeddings on the "rotate-half" channel pairing of Hugging Face checkpoints.
 
     Channel ``i`` of a head is paired with channel ``i + h_d / 2`` (not with ``i + 1`` as in
     :class:`~torchtune.modules.RotaryPositionalEmbeddings`), and the pair is rotated by
-    ``pos * base**(-2i / dim)``. Because the rotation matches the layout the q/k projections were
-    trained with, Phi-3 and Phi-4 weights load without permuting rows. Frequencies and the cos/sin
-    cache are the parent's.
+    ``pos * base**(-2i / dim)``. Because the rotation matches the layout Phi-3's and Phi-4's q/k
+    projections are stored in, their weights load without permuting rows. The rotation is
+    :class:`~torchtune.models.qwen2.Qwen2RotaryPositionalEmbeddings`' (one implementation for both
+    families); only the default base differs (Phi-3's ``rope_theta``, 10000). ``forward(x, input_pos)``
+    takes ``[b, s, n_h, h_d]`` and returns the rotated tensor of the same shape and dtype.
 
     Args:
         dim (int): per-head embedding size (``head_dim``); must be even.
@@ -27,29 +25,3 @@ class Phi3RotaryPositionalEmbeddings(RotaryPositionalEmbeddings):
 
     def __init__(self, dim: int, max_seq_len: int = 4096, base: int = 10_000) -> None:
         super().__init__(dim=dim, max_seq_len=max_seq_len, base=base)
-
-    def forward(self, x: torch.Tensor, input_pos: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Rotate queries or keys.
-
-        Args:
-            x (torch.Tensor): ``[b, s, n_h, h_d]``.
-            input_pos (Optional[torch.Tensor]): positions ``[b, s]`` (or ``[s]``); ``arange(s)`` if None.
-
-        Returns:
-            torch.Tensor: rotated tensor ``[b, s, n_h, h_d]`` in the dtype of ``x``.
-
-        Raises:
-            ValueError: if the sequence is longer than ``max_seq_len`` (with ``input_pos`` None).
-        """
-        b, s, n_h, h_d = x.shape
-        if input_pos is None:
-            if s > self.max_seq_len:
-                raise ValueError(f"seq_len ({s}) exceeds the RoPE max_seq_len ({self.max_seq_len})")
-            rope = self.cache[:s]  # [s, h_d // 2, 2]
-        else:
-            rope = self.cache[input_pos]  # [b, s, h_d // 2, 2]
-        rope = rope.float().view(-1, s, 1, h_d // 2, 2)
-        cos, sin = rope[..., 0], rope[..., 1]  # [b or 1, s, 1, h_d // 2]
-        first, second = x.float().chunk(2, dim=-1)  # [b, s, n_h, h_d // 2] each
-        rotated = torch.cat([first * cos - second * sin, second * cos + first * sin], dim=-1)
-        return rotated.type_as(x)

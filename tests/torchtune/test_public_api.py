@@ -44,6 +44,8 @@ _TRUNCATION = "left or right truncation of long conversations"
 _ROPE_BASE = "configurable RoPE base, as in llama2() (Code Llama uses 1e6)"
 _ROPE_SCALING = "Llama 3.1 RoPE scaling settings, configurable instead of hard-coded"
 ADDITIONS: Dict[str, str] = {
+    "torchtune.models.phi3.Phi3MiniTokenizer.__init__(strip_after_special_tokens)":
+        "keep the format's newlines as tokens instead of Phi-3's rstrip of its added tokens",
     "torchtune.models.qwen2.Qwen2Tokenizer.__init__(truncation_type)": _TRUNCATION,
     "torchtune.models.qwen2.Qwen2Tokenizer.__init__(default_system_prompt)":
         "the system prompt Qwen2.5's chat template adds when a conversation has none",
@@ -89,6 +91,20 @@ ADDITIONS: Dict[str, str] = {
     "torchtune.modules.loss.CEWithChunkedOutputLoss.forward(reduction)": "sum reduction for token-normalised accumulation",
     "torchtune.modules.peft.validate_missing_and_unexpected_for_lora(state_dict_keys)":
         "check without the LoRA config: adapter keys restricted to the model's own keys",
+    "torchtune.modules.transforms.tokenizers.GPT2BaseTokenizer.__init__(pattern)":
+        "one byte-level BPE for the families' pre-tokenization regexes (Qwen, Phi-4)",
+    "torchtune.modules.transforms.tokenizers.GPT2BaseTokenizer.__init__(special_tokens)":
+        "special tokens matched in text and decoded, as Hugging Face added tokens",
+    "torchtune.modules.transforms.tokenizers.GPT2BaseTokenizer.__init__(unicode_normalization)":
+        "Qwen's tokenizers NFC-normalize text",
+    "torchtune.modules.transforms.tokenizers.GPT2BaseTokenizer.__init__(bpe_cache_size)": "bounded BPE cache",
+    "torchtune.modules.transforms.tokenizers.GPT2BaseTokenizer.encode(trim_leading_whitespace)":
+        "uniform encode signature across base tokenizers",
+    "torchtune.modules.transforms.tokenizers.GPT2BaseTokenizer.decode(skip_special_tokens)":
+        "keep special tokens in decoded text when asked",
+    "torchtune.models.qwen2.Qwen2Tokenizer.__init__(default_system_prompt)":
+        "the system message the family's chat template adds when a conversation has none",
+    "torchtune.models.qwen2.Qwen2Tokenizer.__init__(truncation_type)": _TRUNCATION,
     "torchtune.modules.transforms.tokenizers.HuggingFaceBaseTokenizer.decode(skip_special_tokens)":
         "keep special tokens in decoded text when asked",
     "torchtune.modules.transforms.tokenizers.HuggingFaceBaseTokenizer.encode(trim_leading_whitespace)":
@@ -158,7 +174,6 @@ NOT_YET_PRESENT: Dict[str, str] = {
     "torchtune.modules.loss.SymmetricKLWithChunkedOutputLoss": _KD,
     "torchtune.modules.peft.QATLoRALinear": "QAT issue",
     "torchtune.modules.transforms.VisionCrossAttentionMask": _MULTIMODAL,
-    "torchtune.modules.transforms.tokenizers.GPT2BaseTokenizer": "GPT-2 BPE tokenizer issue (Qwen2 family)",
     "torchtune.training.DistributedCheckpointer": "distributed (DCP) checkpointing issue",
     "torchtune.training.checkpointing.DistributedCheckpointer": "distributed (DCP) checkpointing issue",
     "torchtune.training.get_unmasked_sequence_lengths": "RLHF (DPO/PPO) issue",

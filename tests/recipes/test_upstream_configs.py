@@ -59,87 +59,55 @@ _QWEN = {
                  "qwen2_5/3B_full_single_device", "qwen2_5/7B_full_single_device")
 }
 
-# The Llama2 and family-less configs predate the manifest. Reasons given by their commits or comments are quoted;
-# the rest are marked "not recorded" and are candidates for aligning with upstream.
-_NOT_RECORDED = "pre-existing choice in our config; reason not recorded"
-_PROFILER_TRIMMED = {
-    f"profiler.{key}": "our profiler section keeps only `enabled`; setup_torch_profiler's defaults fill the rest"
-    for key in ("output_dir", "cpu", "cuda", "profile_memory", "with_stack", "record_shapes", "with_flops",
-                "wait_steps", "warmup_steps", "active_steps", "num_cycles")
-}
+# The Llama2 and family-less configs predate the manifest; they were aligned with it except for these.
+_FSDP_DEFAULTS = "our addition: an option of our FSDP2 recipes spelled out with its default value"
 _FSDP_SPELLED_OUT = {
-    key: "our addition: the FSDP2 recipe's options spelled out with their defaults"
+    key: _FSDP_DEFAULTS
     for key in ("distributed_backend", "fsdp_cpu_offload", "fsdp_reduce_dtype", "fsdp_reshard_after_forward",
                 "custom_sharded_layers")
 }
+_FSDP_FULL = {
+    **_FSDP_SPELLED_OUT,
+    "custom_sharded_layers": "our addition: the embedding and output projection sharded as their own FSDP units "
+                             "(the recipe's default, null, leaves them in the root unit)",
+}
 _FUSED_LOSS = {
     "loss._component_": "single-device LoRA uses the fused output projection + cross-entropy (faster on CPU, "
-                        "commit 86fcad9)",
+                        "commit aca8960)",
     "loss.chunk_size": "fused loss in 256-row chunks (commit 86fcad9)",
-    "group_by_length": "our addition: length-grouped sampler switch, off by default",
+    "group_by_length": "our addition: length-grouped sampler switch, off by default (commit aca8960)",
 }
-_SAFETENSORS = "our Llama2 inference configs read the safetensors shards rather than the .bin ones"
+_SAFETENSORS = (
+    "our Llama2 inference configs read the safetensors shards rather than the .bin ones: the file names "
+    "FullModelHFCheckpointer writes by default, so checkpoint_dir can point at a fine-tuning run's epoch_N folder"
+)
 _LLAMA2 = {
-    "llama2/7B_full_low_memory": {
-        **_PROFILER_TRIMMED,
-        "optimizer._component_": _NO_BITSANDBYTES,
-        "enable_activation_offloading": _NOT_RECORDED,
-        "lr_scheduler": _NOT_RECORDED,
-        "lr_scheduler._component_": _NOT_RECORDED,
-        "lr_scheduler.num_warmup_steps": _NOT_RECORDED,
-    },
-    "llama2/7B_full": {**_PROFILER_TRIMMED, **_FSDP_SPELLED_OUT, "lr_scheduler": _NOT_RECORDED},
-    "llama2/13B_full": {
-        **_PROFILER_TRIMMED, **_FSDP_SPELLED_OUT,
-        "lr_scheduler": _NOT_RECORDED,
-        "checkpointer.checkpoint_dir": "no trailing slash (same directory)",
-    },
-    "llama2/7B_lora_single_device": {**_PROFILER_TRIMMED, **_FUSED_LOSS},
-    "llama2/7B_qlora_single_device": {
-        **_PROFILER_TRIMMED, **_FUSED_LOSS,
-        "model.lora_attn_modules": _NOT_RECORDED,
-        "optimizer.fused": _NOT_RECORDED,
-        "low_cpu_ram": "not read by our recipe",
-    },
-    "llama2/13B_qlora_single_device": {
-        **_PROFILER_TRIMMED, **_FUSED_LOSS,
-        "checkpointer.checkpoint_dir": "no trailing slash (same directory)",
-        "model.lora_attn_modules": _NOT_RECORDED,
-        "optimizer.fused": _NOT_RECORDED,
-    },
-    "llama2/7B_lora": {**_PROFILER_TRIMMED, **_FSDP_SPELLED_OUT},
-    "llama2/13B_lora": {
-        **_PROFILER_TRIMMED, **_FSDP_SPELLED_OUT,
-        "checkpointer.checkpoint_dir": "no trailing slash (same directory)",
-        "gradient_accumulation_steps": _NOT_RECORDED,
-        "model.apply_lora_to_output": _NOT_RECORDED,
-        "model.lora_attn_modules": _NOT_RECORDED,
-    },
+    "llama2/7B_full_low_memory": {"optimizer._component_": _NO_BITSANDBYTES},
+    "llama2/7B_full": _FSDP_FULL,
+    "llama2/13B_full": _FSDP_FULL,
+    "llama2/7B_lora_single_device": _FUSED_LOSS,
+    "llama2/7B_qlora_single_device": {**_FUSED_LOSS, "low_cpu_ram": "not read by our recipe"},
+    "llama2/13B_qlora_single_device": _FUSED_LOSS,
+    "llama2/7B_lora": _FSDP_SPELLED_OUT,
+    "llama2/13B_lora": _FSDP_SPELLED_OUT,
     "llama2/70B_lora": {
-        **_PROFILER_TRIMMED, **_FSDP_SPELLED_OUT,
+        **_FSDP_SPELLED_OUT,
         "checkpointer.adapter_checkpoint": "our addition: null, as the default",
-        "checkpointer.checkpoint_files.filename_format": _NOT_RECORDED,
-        "dataset._component_": _NOT_RECORDED,
-        "model.lora_attn_modules": _NOT_RECORDED,
     },
     "llama2/7B_qlora": {
-        **_PROFILER_TRIMMED, **_FSDP_SPELLED_OUT,
+        **_FSDP_SPELLED_OUT,
         "dataset.train_on_input": "left to alpaca_dataset's default (also True)",
         "fsdp.cpu_offload": "not read by our recipe (fsdp_cpu_offload is)",
-        "gradient_accumulation_steps": _NOT_RECORDED,
-        "model.lora_attn_modules": _NOT_RECORDED,
     },
     "generation": {
-        "checkpointer.checkpoint_dir": "no trailing slash (same directory)",
         "checkpointer.checkpoint_files": _SAFETENSORS,
-        "output_dir": _NOT_RECORDED,
         "compile": "our addition: torch.compile switch, off",
         "top_p": "our addition: nucleus sampling, off",
-        "tokenizer.prompt_template": "left to the tokenizer's default (null)",
+        "tokenizer.prompt_template": "left to llama2_tokenizer's default, Llama2ChatTemplate, so a chat prompt gets "
+                                    "the [INST] format (tests/recipes/test_generate.py); upstream's null disables it",
     },
     "eleuther_evaluation": {
         "checkpointer.checkpoint_files": _SAFETENSORS,
-        "output_dir": _NOT_RECORDED,
         **{
             f"{section}.{key}": "our addition: built-in evaluations on local files (docs/evaluation.md)"
             for section, keys in (("perplexity", ("data_files", "column")),
@@ -150,11 +118,7 @@ _LLAMA2 = {
         "task_include_path": "our addition: custom lm_eval task folders",
         "task_include_defaults": "our addition: skip indexing lm_eval's built-in tasks",
     },
-    "quantization": {
-        "checkpointer.checkpoint_files": _SAFETENSORS,
-        "quantizer._component_": _NOT_RECORDED,
-        "quantizer.groupsize": "Int8WeightOnlyQuantizer takes no group size",
-    },
+    "quantization": {"checkpointer.checkpoint_files": _SAFETENSORS},
 }
 
 DIFFERENCES: Dict[str, Dict[str, str]] = {**_ISSUE_14, **_ISSUE_15, **_QWEN, **_LLAMA2}

@@ -1,8 +1,7 @@
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import List, Optional, Tuple
 
 from torchtune.data._messages import Message
 from torchtune.data._prompt_templates import PromptTemplateInterface, _get_prompt_template, _TemplateType
-from torchtune.data._utils import truncate
 from torchtune.models.llama2._prompt_template import Llama2ChatTemplate
 from torchtune.modules.transforms import Transform
 from torchtune.modules.transforms.tokenizers import (
@@ -10,9 +9,10 @@ from torchtune.modules.transforms.tokenizers import (
     SentencePieceBaseTokenizer,
     tokenize_messages_no_special_tokens,
 )
+from torchtune.modules.transforms.tokenizers._model_tokenizer import _SentencePieceModelTokenizer
 
 
-class Llama2Tokenizer(ModelTokenizer, Transform):
+class Llama2Tokenizer(_SentencePieceModelTokenizer, ModelTokenizer, Transform):
     """Llama2's SentencePiece tokenizer, with message tokenization for fine-tuning.
 
     Each turn starts with BOS and each finished assistant message ends with EOS, as in Meta's
@@ -32,6 +32,8 @@ class Llama2Tokenizer(ModelTokenizer, Transform):
         ValueError: if ``path`` is not a SentencePiece model.
     """
 
+    _end_tokens_arg = "add_end_tokens"
+
     def __init__(
         self,
         path: str,
@@ -44,43 +46,6 @@ class Llama2Tokenizer(ModelTokenizer, Transform):
         self.prompt_template = prompt_template
         self.truncation_type = truncation_type
         self.stop_tokens = [self.eos_id]
-
-    @property
-    def vocab_size(self) -> int:
-        return self._spm_model.vocab_size
-
-    @property
-    def bos_id(self) -> int:
-        return self._spm_model.bos_id
-
-    @property
-    def eos_id(self) -> int:
-        return self._spm_model.eos_id
-
-    @property
-    def pad_id(self) -> int:
-        return self._spm_model.pad_id
-
-    @property
-    def special_tokens(self) -> Dict[str, int]:
-        sp = self._spm_model.spm_model
-        return {sp.id_to_piece(i): i for i in (self.bos_id, self.eos_id) if i >= 0}
-
-    def encode(
-        self,
-        text: str,
-        add_bos: bool = True,
-        add_eos: bool = True,
-        trim_leading_whitespace: bool = False,
-    ) -> List[int]:
-        """Encode text; see :meth:`SentencePieceBaseTokenizer.encode`."""
-        return self._spm_model.encode(
-            text, add_bos=add_bos, add_eos=add_eos, trim_leading_whitespace=trim_leading_whitespace
-        )
-
-    def decode(self, token_ids: List[int]) -> str:
-        """Decode ids to text."""
-        return self._spm_model.decode(token_ids)
 
     def tokenize_messages(
         self, messages: List[Message], *, add_start_tokens: bool = True, add_end_tokens: bool = True
@@ -105,26 +70,7 @@ class Llama2Tokenizer(ModelTokenizer, Transform):
             eos_id=self.eos_id,
             add_end_tokens=add_end_tokens,
         )
-        if self.max_seq_len is not None and len(tokens) > self.max_seq_len:
-            eos = self.eos_id if add_end_tokens else None
-            tokens = truncate(tokens, self.max_seq_len, eos, self.truncation_type)
-            mask = truncate(mask, self.max_seq_len, None, self.truncation_type)
-        return tokens, mask
-
-    def __call__(self, sample: Mapping[str, Any], inference: bool = False) -> Mapping[str, Any]:
-        """Replace ``sample["messages"]`` with ``tokens`` and ``mask``.
-
-        Args:
-            sample (Mapping[str, Any]): a dict with ``messages``.
-            inference (bool): tokenize a generation prompt (no final EOS). Default False.
-
-        Returns:
-            Mapping[str, Any]: the other fields of ``sample`` plus ``tokens`` and ``mask``.
-        """
-        sample = dict(sample)
-        messages = sample.pop("messages")
-        sample["tokens"], sample["mask"] = self.tokenize_messages(messages, add_end_tokens=not inference)
-        return sample
+        return self._truncate(tokens, mask, keep_eos=add_end_tokens)
 
 
 def llama2_tokenizer(

@@ -12,13 +12,14 @@ ends with ``<|eom_id|>`` instead of ``<|eot_id|>``.
 """
 
 import os
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from torchtune.data._messages import Message
 from torchtune.data._prompt_templates import PromptTemplate, _get_prompt_template, _TemplateType
 from torchtune.data._utils import truncate
 from torchtune.modules.transforms import Transform
 from torchtune.modules.transforms.tokenizers import ModelTokenizer, TikTokenBaseTokenizer
+from torchtune.modules.transforms.tokenizers._model_tokenizer import _MessagesTransform
 from torchtune.modules.transforms.tokenizers._utils import parse_hf_tokenizer_json
 
 # Llama 3's pre-tokenization regex (tiktoken's cl100k pattern): contractions, words with one
@@ -80,7 +81,7 @@ def _count_bpe_ranks(path: str) -> int:
         return sum(1 for line in f if line.strip())
 
 
-class Llama3Tokenizer(ModelTokenizer, Transform):
+class Llama3Tokenizer(_MessagesTransform, ModelTokenizer, Transform):
     """Llama 3's tiktoken tokenizer, with the header chat format for fine-tuning.
 
     ``tokenize_messages`` lays a conversation out as ``<|begin_of_text|>``, then per message
@@ -108,6 +109,8 @@ class Llama3Tokenizer(ModelTokenizer, Transform):
             ``<|end_of_text|>``, ``<|start_header_id|>``, ``<|end_header_id|>``, ``<|eot_id|>``)
             is missing, or a special token id is also a BPE rank.
     """
+
+    _end_tokens_arg = "add_end_tokens"
 
     def __init__(
         self,
@@ -323,22 +326,6 @@ class Llama3Tokenizer(ModelTokenizer, Transform):
             tokens = truncate(tokens, self.max_seq_len, self.eos_id if end else None, self.truncation_type)
             mask = truncate(mask, self.max_seq_len, True if end else None, self.truncation_type)
         return tokens, mask
-
-    def __call__(self, sample: Mapping[str, Any], inference: bool = False) -> Mapping[str, Any]:
-        """Replace ``sample["messages"]`` with ``tokens`` and ``mask``.
-
-        Args:
-            sample (Mapping[str, Any]): a dict with ``messages``.
-            inference (bool): tokenize a generation prompt (see ``tokenize_messages``).
-                Default False.
-
-        Returns:
-            Mapping[str, Any]: the other fields of ``sample`` plus ``tokens`` and ``mask``.
-        """
-        sample = dict(sample)
-        messages = sample.pop("messages")
-        sample["tokens"], sample["mask"] = self.tokenize_messages(messages, add_end_tokens=not inference)
-        return sample
 
 
 def llama3_tokenizer(

@@ -1,8 +1,7 @@
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import List, Optional, Tuple
 
 from torchtune.data._messages import Message
 from torchtune.data._prompt_templates import PromptTemplate, _get_prompt_template, _TemplateType
-from torchtune.data._utils import truncate
 from torchtune.models.mistral._prompt_template import MistralChatTemplate
 from torchtune.modules.transforms import Transform
 from torchtune.modules.transforms.tokenizers import (
@@ -10,15 +9,17 @@ from torchtune.modules.transforms.tokenizers import (
     SentencePieceBaseTokenizer,
     tokenize_messages_no_special_tokens,
 )
+from torchtune.modules.transforms.tokenizers._model_tokenizer import _SentencePieceModelTokenizer
 
 
-class MistralTokenizer(ModelTokenizer, Transform):
+class MistralTokenizer(_SentencePieceModelTokenizer, ModelTokenizer, Transform):
     """Mistral's SentencePiece tokenizer, with message tokenization for fine-tuning.
 
     A conversation is ``<s>``, then its messages (formatted by the prompt template), with
     ``</s>`` after each finished assistant reply. Unlike Llama 2, only the first turn opens with
     BOS (Mistral's reference format: ``<s>[INST] a [/INST] b</s>[INST] c [/INST] d</s>``); BOS
-    and EOS take the mask of their message, so the model learns to emit EOS.
+    and EOS take the mask of their message, so the model learns to emit EOS. Mistral defines no
+    pad piece, so ``pad_id`` is 0 (``<unk>``).
 
     Args:
         path (str): ``tokenizer.model``.
@@ -47,44 +48,6 @@ class MistralTokenizer(ModelTokenizer, Transform):
         self.truncation_type = truncation_type
         self.stop_tokens = [self.eos_id]
 
-    @property
-    def vocab_size(self) -> int:
-        return self._spm_model.vocab_size
-
-    @property
-    def bos_id(self) -> int:
-        return self._spm_model.bos_id
-
-    @property
-    def eos_id(self) -> int:
-        return self._spm_model.eos_id
-
-    @property
-    def pad_id(self) -> int:
-        # Mistral defines no pad piece; the base tokenizer then pads with 0 (<unk>).
-        return self._spm_model.pad_id
-
-    @property
-    def special_tokens(self) -> Dict[str, int]:
-        sp = self._spm_model.spm_model
-        return {sp.id_to_piece(i): i for i in (self.bos_id, self.eos_id) if i >= 0}
-
-    def encode(
-        self,
-        text: str,
-        add_bos: bool = True,
-        add_eos: bool = True,
-        trim_leading_whitespace: bool = False,
-    ) -> List[int]:
-        """Encode text; see :meth:`SentencePieceBaseTokenizer.encode`."""
-        return self._spm_model.encode(
-            text, add_bos=add_bos, add_eos=add_eos, trim_leading_whitespace=trim_leading_whitespace
-        )
-
-    def decode(self, token_ids: List[int]) -> str:
-        """Decode ids (a list or a 1-D tensor) to text; BOS and EOS produce no text."""
-        return self._spm_model.decode(token_ids)
-
     def tokenize_messages(self, messages: List[Message], *, add_eos: bool = True) -> Tuple[List[int], List[bool]]:
         """Tokenize a conversation.
 
@@ -108,26 +71,7 @@ class MistralTokenizer(ModelTokenizer, Transform):
         )
         if messages:
             tokens, mask = [self.bos_id] + tokens, [messages[0].masked] + mask
-        if self.max_seq_len is not None and len(tokens) > self.max_seq_len:
-            eos = self.eos_id if add_eos else None
-            tokens = truncate(tokens, self.max_seq_len, eos, self.truncation_type)
-            mask = truncate(mask, self.max_seq_len, None, self.truncation_type)
-        return tokens, mask
-
-    def __call__(self, sample: Mapping[str, Any], inference: bool = False) -> Mapping[str, Any]:
-        """Replace ``sample["messages"]`` with ``tokens`` and ``mask``.
-
-        Args:
-            sample (Mapping[str, Any]): a dict with ``messages``.
-            inference (bool): tokenize a generation prompt (no final EOS). Default False.
-
-        Returns:
-            Mapping[str, Any]: the other fields of ``sample`` plus ``tokens`` and ``mask``.
-        """
-        sample = dict(sample)
-        messages = sample.pop("messages")
-        sample["tokens"], sample["mask"] = self.tokenize_messages(messages, add_eos=not inference)
-        return sample
+        return self._truncate(tokens, mask, keep_eos=add_eos)
 
 
 def mistral_tokenizer(

@@ -11,7 +11,7 @@ SentencePiece dummy-prefix space. ``strip_after_special_tokens=False`` keeps tho
 tokens instead (the ids of the rendered text with no stripping).
 """
 
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from torchtune.data._messages import Message
 from torchtune.data._prompt_templates import PromptTemplate, _get_prompt_template, _TemplateType
@@ -22,6 +22,7 @@ from torchtune.modules.transforms.tokenizers import (
     SentencePieceBaseTokenizer,
     parse_hf_tokenizer_json,
 )
+from torchtune.modules.transforms.tokenizers._model_tokenizer import _MessagesTransform
 
 # Offsets from the SentencePiece vocabulary size (32000 in Phi-3), so that a tiny test vocabulary
 # gets the same layout.
@@ -41,7 +42,7 @@ PHI3_SPECIAL_TOKEN_OFFSETS = {
 _ROLE_TOKENS = {"system": "<|system|>", "user": "<|user|>", "assistant": "<|assistant|>"}
 
 
-class Phi3MiniTokenizer(ModelTokenizer, Transform):
+class Phi3MiniTokenizer(_MessagesTransform, ModelTokenizer, Transform):
     """Phi-3 mini's tokenizer, with message tokenization for fine-tuning.
 
     A conversation is BOS, then per message its role token, ``"\\n"``, the text, ``<|end|>`` and
@@ -226,21 +227,6 @@ class Phi3MiniTokenizer(ModelTokenizer, Transform):
             tokens = truncate(tokens, self.max_seq_len, self.eos_id if add_eos else None)
             mask = truncate(mask, self.max_seq_len, mask[-1] if add_eos else None)
         return tokens, mask
-
-    def __call__(self, sample: Mapping[str, Any], inference: bool = False) -> Mapping[str, Any]:
-        """Replace ``sample["messages"]`` with ``tokens`` and ``mask``.
-
-        Args:
-            sample (Mapping[str, Any]): a dict with ``messages``.
-            inference (bool): tokenize a generation prompt (no final EOS). Default False.
-
-        Returns:
-            Mapping[str, Any]: the other fields of ``sample`` plus ``tokens`` and ``mask``.
-        """
-        sample = dict(sample)
-        messages = sample.pop("messages")
-        sample["tokens"], sample["mask"] = self.tokenize_messages(messages, add_eos=not inference)
-        return sample
 
 
 def phi3_mini_tokenizer(

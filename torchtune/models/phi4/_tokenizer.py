@@ -8,9 +8,9 @@ Phi-4's chat format, ChatML with ``<|im_sep|>`` after the role and no newlines::
 from typing import Dict, List, Optional
 
 from torchtune.data._messages import Message
-from torchtune.data._prompt_templates import PromptTemplate, _get_prompt_template, _TemplateType
+from torchtune.data._prompt_templates import PromptTemplate, _TemplateType
 from torchtune.models.llama3._tokenizer import CL100K_PATTERN
-from torchtune.models.qwen2._tokenizer import Qwen2Tokenizer, resolve_qwen_files
+from torchtune.models.qwen2._tokenizer import Qwen2Tokenizer, build_qwen_tokenizer
 
 PHI4_SPECIAL_TOKENS = {
     "<|endoftext|>": 100257,
@@ -91,9 +91,6 @@ def phi4_tokenizer(
     """
     if vocab_path is None:
         raise ValueError("phi4_tokenizer needs vocab_path (vocab.json or tokenizer.json)")
-    merges_path, special_tokens = resolve_qwen_files(vocab_path, merges_path, special_tokens_path)
-    kwargs = {} if special_tokens is None else {"special_tokens": special_tokens}
-    return Phi4Tokenizer(
-        vocab_path, merges_path, max_seq_len=max_seq_len, prompt_template=_get_prompt_template(prompt_template),
-        **kwargs,
+    return build_qwen_tokenizer(
+        Phi4Tokenizer, vocab_path, merges_path, special_tokens_path, max_seq_len, prompt_template, {}
     )

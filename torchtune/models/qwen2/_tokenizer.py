@@ -10,7 +10,7 @@ which is what Qwen2's Hugging Face chat template writes. ``Qwen2_5Tokenizer`` an
 build on this class and change how single messages are written (tool calls, reasoning).
 """
 
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, Type, TypeVar
 
 from torchtune.data._messages import Message
 from torchtune.data._prompt_templates import PromptTemplate, _get_prompt_template, _TemplateType
@@ -18,15 +18,18 @@ from torchtune.data._utils import truncate
 from torchtune.modules.transforms import Transform
 from torchtune.modules.transforms.tokenizers import GPT2BaseTokenizer, ModelTokenizer
 from torchtune.modules.transforms.tokenizers._gpt2 import load_bpe_files
+from torchtune.modules.transforms.tokenizers._model_tokenizer import _MessagesTransform
 from torchtune.modules.transforms.tokenizers._utils import parse_hf_tokenizer_json
 
 # Qwen's pre-tokenization regex: cl100k's, except that digits are split one by one.
 QWEN2_PATTERN = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
 
+_Tok = TypeVar("_Tok")
+
 QWEN2_SPECIAL_TOKENS = {"<|endoftext|>": 151643, "<|im_start|>": 151644, "<|im_end|>": 151645}
 
 
-class Qwen2Tokenizer(ModelTokenizer, Transform):
+class Qwen2Tokenizer(_MessagesTransform, ModelTokenizer, Transform):
     """Qwen2's tokenizer (byte-level BPE) with the ChatML chat format for fine-tuning.
 
     Each message becomes ``<|im_start|>{role}\\n{content}<|im_end|>\\n``; all its tokens take the
@@ -197,21 +200,6 @@ class Qwen2Tokenizer(ModelTokenizer, Transform):
             mask = truncate(mask, self.max_seq_len, True if add_eos else None, self.truncation_type)
         return tokens, mask
 
-    def __call__(self, sample: Mapping[str, Any], inference: bool = False) -> Mapping[str, Any]:
-        """Replace ``sample["messages"]`` with ``tokens`` and ``mask``.
-
-        Args:
-            sample (Mapping[str, Any]): a dict with ``messages``.
-            inference (bool): tokenize a generation prompt (``add_eos=False``). Default False.
-
-        Returns:
-            Mapping[str, Any]: the other fields of ``sample`` plus ``tokens`` and ``mask``.
-        """
-        sample = dict(sample)
-        messages = sample.pop("messages")
-        sample["tokens"], sample["mask"] = self.tokenize_messages(messages, add_eos=not inference)
-        return sample
-
 
 def resolve_qwen_files(
     path: str, merges_file: Optional[str], special_tokens_path: Optional[str]
@@ -231,6 +219,41 @@ def resolve_qwen_files(
         _, _, added = load_bpe_files(path, None)
         return None, added or None
     return merges_file, None
+
+
+def build_qwen_tokenizer(
+    tokenizer_cls: Type[_Tok],
+    path: str,
+    merges_file: Optional[str],
+    special_tokens_path: Optional[str],
+    max_seq_len: Optional[int],
+    prompt_template: Optional[_TemplateType],
+    kwargs: Dict[str, Any],
+) -> _Tok:
+    """Build a Qwen-style tokenizer (Qwen2, Qwen2.5, Qwen3, Phi-4) from the files a builder is given.
+
+    The files are resolved by :func:`resolve_qwen_files`; special tokens found there override
+    ``kwargs["special_tokens"]``, and the prompt template is resolved by ``_get_prompt_template``.
+
+    Args:
+        tokenizer_cls (Type[_Tok]): the class, called as ``tokenizer_cls(path, merges_file, max_seq_len=...,
+            prompt_template=..., **kwargs)``.
+        path (str): ``vocab.json`` or ``tokenizer.json``.
+        merges_file (Optional[str]): ``merges.txt``, or None when ``path`` is a ``tokenizer.json``.
+        special_tokens_path (Optional[str]): a ``tokenizer.json`` with the special tokens, or None.
+        max_seq_len (Optional[int]): truncation length, or None.
+        prompt_template (Optional[_TemplateType]): dotted path, dict, template instance or None.
+        kwargs (Dict[str, Any]): further constructor arguments; updated in place.
+
+    Returns:
+        _Tok: the tokenizer.
+    """
+    merges_file, special_tokens = resolve_qwen_files(path, merges_file, special_tokens_path)
+    if special_tokens is not None:
+        kwargs["special_tokens"] = special_tokens
+    return tokenizer_cls(
+        path, merges_file, max_seq_len=max_seq_len, prompt_template=_get_prompt_template(prompt_template), **kwargs
+    )
 
 
 def qwen2_tokenizer(
@@ -260,9 +283,6 @@ def qwen2_tokenizer(
         FileNotFoundError: if a file does not exist.
         ValueError: see :class:`Qwen2Tokenizer`.
     """
-    merges_file, special_tokens = resolve_qwen_files(path, merges_file, special_tokens_path)
-    if special_tokens is not None:
-        kwargs["special_tokens"] = special_tokens
-    return Qwen2Tokenizer(
-        path, merges_file, max_seq_len=max_seq_len, prompt_template=_get_prompt_template(prompt_template), **kwargs
+    return build_qwen_tokenizer(
+        Qwen2Tokenizer, path, merges_file, special_tokens_path, max_seq_len, prompt_template, kwargs
     )

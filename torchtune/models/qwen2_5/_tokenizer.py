@@ -10,8 +10,8 @@ Tool use follows Qwen2.5's chat template: an assistant message that calls a tool
 from typing import Dict, List, Optional
 
 from torchtune.data._messages import Message
-from torchtune.data._prompt_templates import PromptTemplate, _get_prompt_template, _TemplateType
-from torchtune.models.qwen2._tokenizer import Qwen2Tokenizer, resolve_qwen_files
+from torchtune.data._prompt_templates import PromptTemplate, _TemplateType
+from torchtune.models.qwen2._tokenizer import Qwen2Tokenizer, build_qwen_tokenizer
 
 QWEN2_5_SPECIAL_TOKENS = {
     "<|endoftext|>": 151643,
@@ -124,9 +124,6 @@ def qwen2_5_tokenizer(
         FileNotFoundError: if a file does not exist.
         ValueError: see :class:`Qwen2Tokenizer`.
     """
-    merges_file, special_tokens = resolve_qwen_files(path, merges_file, special_tokens_path)
-    if special_tokens is not None:
-        kwargs["special_tokens"] = special_tokens
-    return Qwen2_5Tokenizer(
-        path, merges_file, max_seq_len=max_seq_len, prompt_template=_get_prompt_template(prompt_template), **kwargs
+    return build_qwen_tokenizer(
+        Qwen2_5Tokenizer, path, merges_file, special_tokens_path, max_seq_len, prompt_template, kwargs
     )

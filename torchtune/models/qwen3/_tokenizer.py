@@ -11,8 +11,8 @@ thinking switched off.
 from typing import Dict, List, Optional, Tuple
 
 from torchtune.data._messages import Message
-from torchtune.data._prompt_templates import PromptTemplate, _get_prompt_template, _TemplateType
-from torchtune.models.qwen2._tokenizer import resolve_qwen_files
+from torchtune.data._prompt_templates import PromptTemplate, _TemplateType
+from torchtune.models.qwen2._tokenizer import build_qwen_tokenizer
 from torchtune.models.qwen2_5._tokenizer import QWEN2_5_SPECIAL_TOKENS, Qwen2_5Tokenizer
 
 QWEN3_SPECIAL_TOKENS = {
@@ -128,9 +128,6 @@ def qwen3_tokenizer(
         FileNotFoundError: if a file does not exist.
         ValueError: see :class:`Qwen2Tokenizer`.
     """
-    merges_file, special_tokens = resolve_qwen_files(path, merges_file, special_tokens_path)
-    if special_tokens is not None:
-        kwargs["special_tokens"] = special_tokens
-    return Qwen3Tokenizer(
-        path, merges_file, max_seq_len=max_seq_len, prompt_template=_get_prompt_template(prompt_template), **kwargs
+    return build_qwen_tokenizer(
+        Qwen3Tokenizer, path, merges_file, special_tokens_path, max_seq_len, prompt_template, kwargs
     )

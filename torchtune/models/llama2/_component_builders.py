@@ -79,7 +79,8 @@ def llama2(
         attn_dropout (float): attention dropout. Default 0.0.
         intermediate_dim (Optional[int]): MLP width; Llama2's rule from ``embed_dim`` if None.
         norm_eps (float): RMSNorm epsilon. Default 1e-5.
-        rope_base (float): RoPE base. Default 10000.0.
+        rope_base (float): RoPE base; in the LoRA and classifier builders an addition to
+            torchtune's signature. Default 10000.0.
 
     Returns:
         TransformerDecoder: the model, randomly initialised (nn defaults).
@@ -124,26 +125,8 @@ def lora_llama2(
     Build QLoRA models under bf16 as the default dtype. With DoRA, call
     :func:`~torchtune.modules.peft.load_dora_magnitudes` after loading base weights.
 
-    Args:
-        lora_attn_modules (List[LORA_ATTN_MODULES]): attention projections to adapt, any of
-            ``q_proj``, ``k_proj``, ``v_proj``, ``output_proj``.
-        apply_lora_to_mlp (bool): also adapt every MLP's ``w1``, ``w2``, ``w3``. Default False.
-        apply_lora_to_output (bool): also adapt the output projection. Default False.
-        vocab_size (int): number of tokens.
-        num_layers (int): transformer layers.
-        num_heads (int): query heads.
-        num_kv_heads (int): key/value heads.
-        embed_dim (int): model dimension.
-        max_seq_len (int): longest sequence.
-        intermediate_dim (Optional[int]): MLP width; Llama2's rule from ``embed_dim`` if None.
-        attn_dropout (float): attention dropout. Default 0.0.
-        norm_eps (float): RMSNorm epsilon. Default 1e-5.
-        lora_rank (int): adapter rank.
-        lora_alpha (float): adapter alpha (updates are scaled by ``alpha / rank``).
-        lora_dropout (float): adapter input dropout. Default 0.0.
-        use_dora (bool): DoRA instead of LoRA. Default False.
-        quantize_base (bool): NF4 base weights (QLoRA). Default False.
-        rope_base (float): RoPE base (an addition to torchtune's signature). Default 10000.0.
+    Dimension arguments: as :func:`llama2`. LoRA arguments: as
+    :func:`torchtune.modules.peft.get_lora_linear_builder`.
 
     Returns:
         TransformerDecoder: the model; adapters start as a no-op (``lora_b`` is zero).
@@ -185,18 +168,10 @@ def llama2_classifier(
     to start from a language model's checkpoint, drop its ``output.weight`` first with
     :func:`~torchtune.training.update_state_dict_for_classifier`.
 
+    Dimension arguments: as :func:`llama2`.
+
     Args:
         num_classes (int): width of the head (1 for a reward model).
-        vocab_size (int): number of tokens.
-        num_layers (int): transformer layers.
-        num_heads (int): query heads.
-        num_kv_heads (int): key/value heads.
-        embed_dim (int): model dimension.
-        max_seq_len (int): longest sequence.
-        attn_dropout (float): attention dropout. Default 0.0.
-        intermediate_dim (Optional[int]): MLP width; Llama2's rule from ``embed_dim`` if None.
-        norm_eps (float): RMSNorm epsilon. Default 1e-5.
-        rope_base (float): RoPE base (an addition to torchtune's signature). Default 10000.0.
 
     Returns:
         TransformerDecoder: the model, randomly initialised; ``forward`` returns ``[b, s, num_classes]``.
@@ -233,30 +208,15 @@ def lora_llama2_classifier(
     quantize_base: bool = False,
     rope_base: float = 10000.0,
 ) -> TransformerDecoder:
-    """:func:`llama2_classifier` with LoRA (DoRA, QLoRA) adapters; arguments as :func:`lora_llama2`.
+    """:func:`llama2_classifier` with LoRA (DoRA, QLoRA) adapters.
 
     ``apply_lora_to_output`` adapts the ``[d] -> [num_classes]`` head. The head is never quantized.
 
+    Dimension arguments: as :func:`llama2`. LoRA arguments: as
+    :func:`torchtune.modules.peft.get_lora_linear_builder`.
+
     Args:
-        lora_attn_modules (List[LORA_ATTN_MODULES]): attention projections to adapt.
-        apply_lora_to_mlp (bool): also adapt every MLP. Default False.
-        apply_lora_to_output (bool): also adapt the classification head. Default False.
         num_classes (int): width of the head (1 for a reward model).
-        vocab_size (int): number of tokens.
-        num_layers (int): transformer layers.
-        num_heads (int): query heads.
-        num_kv_heads (int): key/value heads.
-        embed_dim (int): model dimension.
-        max_seq_len (int): longest sequence.
-        intermediate_dim (Optional[int]): MLP width; Llama2's rule from ``embed_dim`` if None.
-        attn_dropout (float): attention dropout. Default 0.0.
-        norm_eps (float): RMSNorm epsilon. Default 1e-5.
-        lora_rank (int): adapter rank.
-        lora_alpha (float): adapter alpha.
-        lora_dropout (float): adapter input dropout. Default 0.0.
-        use_dora (bool): DoRA instead of LoRA. Default False.
-        quantize_base (bool): NF4 base weights (QLoRA). Default False.
-        rope_base (float): RoPE base (an addition to torchtune's signature). Default 10000.0.
 
     Returns:
         TransformerDecoder: the model; ``forward`` returns ``[b, s, num_classes]``.

@@ -99,31 +99,8 @@ def lora_llama3_2(
     :func:`~torchtune.models.llama3.lora_llama3`). A tied output projection is the embedding
     table and cannot carry an adapter.
 
-    Args:
-        lora_attn_modules (List[LORA_ATTN_MODULES]): attention projections to adapt, any of
-            ``q_proj``, ``k_proj``, ``v_proj``, ``output_proj``.
-        apply_lora_to_mlp (bool): also adapt every MLP's ``w1``, ``w2``, ``w3``. Default False.
-        apply_lora_to_output (bool): also adapt the output projection (only untied). Default False.
-        vocab_size (int): number of tokens.
-        num_layers (int): transformer layers.
-        num_heads (int): query heads.
-        num_kv_heads (int): key/value heads.
-        embed_dim (int): model dimension.
-        max_seq_len (int): longest sequence.
-        intermediate_dim (Optional[int]): MLP width; Llama 2's rule from ``embed_dim`` if None.
-        attn_dropout (float): attention dropout. Default 0.0.
-        norm_eps (float): RMSNorm epsilon. Default 1e-5.
-        rope_base (int): RoPE base. Default 500000.
-        scale_factor (int): RoPE low-frequency scaling (1: none). Default 32.
-        lora_rank (int): adapter rank.
-        lora_alpha (float): adapter alpha (updates are scaled by ``alpha / rank``).
-        lora_dropout (float): adapter input dropout. Default 0.0.
-        use_dora (bool): DoRA instead of LoRA. Default False.
-        quantize_base (bool): NF4 base weights (QLoRA). Default False.
-        tie_word_embeddings (bool): the output projection is the embedding table. Default True.
-        low_freq_factor (int): RoPE scaling band (an addition, as are the next two). Default 1.
-        high_freq_factor (int): RoPE scaling band. Default 4.
-        old_context_len (int): pre-training context of the RoPE scaling. Default 8192.
+    Dimension arguments: as :func:`llama3_2`. LoRA arguments: as
+    :func:`torchtune.modules.peft.get_lora_linear_builder`.
 
     Returns:
         TransformerDecoder: the model; adapters start as a no-op (``lora_b`` is zero).

@@ -91,28 +91,8 @@ def lora_mistral(
     ``strict=False``. With ``quantize_base`` every transformer-layer weight is NF4; the output
     projection stays dense.
 
-    Args:
-        lora_attn_modules (List[LORA_ATTN_MODULES]): attention projections to adapt, any of
-            ``q_proj``, ``k_proj``, ``v_proj``, ``output_proj``.
-        apply_lora_to_mlp (bool): also adapt every MLP's ``w1``, ``w2``, ``w3``. Default False.
-        apply_lora_to_output (bool): also adapt the output projection. Default False.
-        vocab_size (int): number of tokens.
-        num_layers (int): transformer layers.
-        num_heads (int): query heads.
-        num_kv_heads (int): key/value heads.
-        embed_dim (int): model dimension.
-        max_seq_len (int): longest sequence.
-        intermediate_dim (int): MLP width.
-        attn_dropout (float): attention dropout. Default 0.0.
-        norm_eps (float): RMSNorm epsilon. Default 1e-5.
-        rope_base (int): RoPE base. Default 10000.
-        lora_rank (int): adapter rank.
-        lora_alpha (float): adapter alpha (updates are scaled by ``alpha / rank``).
-        lora_dropout (float): adapter input dropout. Default 0.0.
-        use_dora (bool): DoRA instead of LoRA. Default False.
-        quantize_base (bool): NF4 base weights (QLoRA). Default False.
-        sliding_window (Optional[int]): attention window, as in :func:`mistral` (our addition).
-            Default None.
+    Dimension arguments: as :func:`mistral`. LoRA arguments: as
+    :func:`torchtune.modules.peft.get_lora_linear_builder`.
 
     Returns:
         TransformerDecoder: the model; adapters start as a no-op (``lora_b`` is zero).
@@ -154,20 +134,10 @@ def mistral_classifier(
     reward model. The head is ``output`` here and ``score`` in Hugging Face checkpoints
     (``model_type: REWARD``).
 
+    Dimension arguments: as :func:`mistral`.
+
     Args:
         num_classes (int): width of the head (1 for a reward model).
-        vocab_size (int): number of tokens.
-        num_layers (int): transformer layers.
-        num_heads (int): query heads.
-        num_kv_heads (int): key/value heads.
-        embed_dim (int): model dimension.
-        intermediate_dim (int): MLP width.
-        max_seq_len (int): longest sequence.
-        attn_dropout (float): attention dropout. Default 0.0.
-        norm_eps (float): RMSNorm epsilon. Default 1e-5.
-        rope_base (int): RoPE base. Default 10000.
-        sliding_window (Optional[int]): attention window, as in :func:`mistral` (our addition).
-            Default None.
 
     Returns:
         TransformerDecoder: the model; ``forward`` returns ``[b, s, num_classes]``.
@@ -205,31 +175,15 @@ def lora_mistral_classifier(
     quantize_base: bool = False,
     sliding_window: Optional[int] = None,
 ) -> TransformerDecoder:
-    """:func:`mistral_classifier` with LoRA (DoRA, QLoRA) adapters; arguments as :func:`lora_mistral`.
+    """:func:`mistral_classifier` with LoRA (DoRA, QLoRA) adapters.
 
     ``apply_lora_to_output`` adapts the ``[d] -> [num_classes]`` head, which is never quantized.
 
+    Dimension arguments: as :func:`mistral`. LoRA arguments: as
+    :func:`torchtune.modules.peft.get_lora_linear_builder`.
+
     Args:
-        lora_attn_modules (List[LORA_ATTN_MODULES]): attention projections to adapt.
-        apply_lora_to_mlp (bool): also adapt every MLP. Default False.
-        apply_lora_to_output (bool): also adapt the classification head. Default False.
         num_classes (int): width of the head (1 for a reward model).
-        vocab_size (int): number of tokens.
-        num_layers (int): transformer layers.
-        num_heads (int): query heads.
-        num_kv_heads (int): key/value heads.
-        embed_dim (int): model dimension.
-        max_seq_len (int): longest sequence.
-        intermediate_dim (int): MLP width.
-        attn_dropout (float): attention dropout. Default 0.0.
-        norm_eps (float): RMSNorm epsilon. Default 1e-5.
-        rope_base (int): RoPE base. Default 10000.
-        lora_rank (int): adapter rank.
-        lora_alpha (float): adapter alpha.
-        lora_dropout (float): adapter input dropout. Default 0.0.
-        use_dora (bool): DoRA instead of LoRA. Default False.
-        quantize_base (bool): NF4 base weights (QLoRA). Default False.
-        sliding_window (Optional[int]): attention window (our addition). Default None.
 
     Returns:
         TransformerDecoder: the model; ``forward`` returns ``[b, s, num_classes]``.

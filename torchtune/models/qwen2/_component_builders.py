@@ -94,28 +94,8 @@ def lora_qwen2(
     The state dict is :func:`qwen2`'s plus the adapter tensors, so base checkpoints load with
     ``strict=False``.
 
-    Args:
-        lora_attn_modules (List[LORA_ATTN_MODULES]): attention projections to adapt, any of
-            ``q_proj``, ``k_proj``, ``v_proj``, ``output_proj``.
-        apply_lora_to_mlp (bool): also adapt every MLP's ``w1``, ``w2``, ``w3``. Default False.
-        apply_lora_to_output (bool): also adapt the output projection (untied models only).
-            Default False.
-        vocab_size (int): number of tokens.
-        num_layers (int): transformer layers.
-        num_heads (int): query heads.
-        num_kv_heads (int): key/value heads.
-        embed_dim (int): model dimension.
-        intermediate_dim (int): MLP width.
-        max_seq_len (int): longest sequence.
-        attn_dropout (float): attention dropout. Default 0.0.
-        norm_eps (float): RMSNorm epsilon. Default 1e-5.
-        rope_base (float): RoPE base. Default 1e6.
-        tie_word_embeddings (bool): tie the output projection to the embedding. Default False.
-        lora_rank (int): adapter rank.
-        lora_alpha (float): adapter alpha (updates are scaled by ``alpha / rank``).
-        lora_dropout (float): adapter input dropout. Default 0.0.
-        use_dora (bool): DoRA instead of LoRA. Default False.
-        quantize_base (bool): NF4 base weights (QLoRA). Default False.
+    Dimension arguments: as :func:`qwen2`. LoRA arguments: as
+    :func:`torchtune.modules.peft.get_lora_linear_builder`.
 
     Returns:
         TransformerDecoder: the model; adapters start as a no-op (``lora_b`` is zero).

@@ -122,36 +122,10 @@ def lora_qwen3(
     """Build a Qwen3 decoder with LoRA (or DoRA, QLoRA) adapters on the selected linear layers.
 
     The state dict is :func:`qwen3`'s plus the adapter tensors, so base checkpoints load with
-    ``strict=False``. Model arguments are those of :func:`qwen3`.
+    ``strict=False``.
 
-    Args:
-        lora_attn_modules (List[LORA_ATTN_MODULES]): attention projections to adapt, any of
-            ``q_proj``, ``k_proj``, ``v_proj``, ``output_proj``.
-        apply_lora_to_mlp (bool): also adapt every MLP's ``w1``, ``w2``, ``w3``. Default False.
-        apply_lora_to_output (bool): also adapt the output projection (untied models only).
-            Default False.
-        vocab_size (int): number of tokens.
-        num_layers (int): transformer layers.
-        num_heads (int): query heads.
-        num_kv_heads (int): key/value heads.
-        embed_dim (int): model dimension.
-        intermediate_dim (int): MLP width.
-        max_seq_len (int): longest sequence.
-        head_dim (Optional[int]): per-head size. Default None (``embed_dim // num_heads``).
-        attn_dropout (float): attention dropout. Default 0.0.
-        norm_eps (float): RMSNorm epsilon. Default 1e-5.
-        rope_base (float): RoPE base. Default 1e6.
-        tie_word_embeddings (bool): tie the output projection to the embedding. Default False.
-        q_proj_bias (bool): bias on q_proj. Default True.
-        k_proj_bias (bool): bias on k_proj. Default True.
-        v_proj_bias (bool): bias on v_proj. Default True.
-        q_norm (bool): per-head query RMSNorm. Default False.
-        k_norm (bool): per-head key RMSNorm. Default False.
-        lora_rank (int): adapter rank.
-        lora_alpha (float): adapter alpha (updates are scaled by ``alpha / rank``).
-        lora_dropout (float): adapter input dropout. Default 0.0.
-        use_dora (bool): DoRA instead of LoRA. Default False.
-        quantize_base (bool): NF4 base weights (QLoRA). Default False.
+    Dimension arguments: as :func:`qwen3`. LoRA arguments: as
+    :func:`torchtune.modules.peft.get_lora_linear_builder`.
 
     Returns:
         TransformerDecoder: the model; adapters start as a no-op (``lora_b`` is zero).

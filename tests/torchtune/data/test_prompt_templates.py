@@ -54,7 +54,7 @@ def test_llama2_chat_template():
     out = Llama2ChatTemplate()([Message("system", "sys", masked=True), Message("user", "u1"),
                                 Message("assistant", "a1"), Message("user", "u2")])
     assert texts(out) == [("system", "[INST] <<SYS>>\nsys\n<</SYS>>\n\n"), ("user", "u1 [/INST] "),
-                          ("assistant", "a1"), ("user", "[INST] u2 [/INST] ")]
+                          ("assistant", "a1 "), ("user", "[INST] u2 [/INST] ")]
     assert out[0].masked
 
 

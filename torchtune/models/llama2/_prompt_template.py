@@ -16,12 +16,13 @@ class Llama2ChatTemplate(PromptTemplate):
         Hi! [/INST] Hello, how can I help?
 
     User messages are wrapped in ``[INST] ... [/INST]``; a system message goes inside the
-    ``[INST]`` block of the user message after it, in ``<<SYS>>`` tags. BOS/EOS around each
-    turn are added by the tokenizer.
+    ``[INST]`` block of the user message after it, in ``<<SYS>>`` tags; an answer is followed by
+    a space, as in Meta's reference (``f"{B_INST} {prompt} {E_INST} {answer} "``) and
+    Llama-2-chat's Hugging Face template. BOS/EOS around each turn are added by the tokenizer.
     """
 
     def __init__(self) -> None:
-        super().__init__({"system": (_B_SYS, _E_SYS), "user": ("[INST] ", " [/INST] "), "assistant": ("", "")})
+        super().__init__({"system": (_B_SYS, _E_SYS), "user": ("[INST] ", " [/INST] "), "assistant": ("", " ")})
 
     def __call__(self, messages: List[Message], inference: bool = False) -> List[Message]:
         """Format a conversation; the input list is not modified.

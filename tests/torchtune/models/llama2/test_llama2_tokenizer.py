@@ -30,10 +30,11 @@ def conversation(train_on_input=False):
 
 
 def meta_reference(sp):
-    """Meta's Llama2 chat format: each turn encoded as one string between BOS and EOS."""
+    """Meta's Llama2 chat format: each turn encoded as one string between BOS and EOS, with the
+    space Meta's reference puts after the answer (``f"{B_INST} {prompt} {E_INST} {answer} "``)."""
     turn1 = "[INST] <<SYS>>\nYou are a helpful assistant.\n<</SYS>>\n\nWhat is the capital of France? [/INST] " \
-            "The capital of France is Paris."
-    turn2 = "[INST] And of Japan? [/INST] Tokyo."
+            "The capital of France is Paris. "
+    turn2 = "[INST] And of Japan? [/INST] Tokyo. "
     return [BOS] + sp.encode(turn1) + [EOS] + [BOS] + sp.encode(turn2) + [EOS]
 
 
@@ -49,9 +50,9 @@ def test_only_assistant_tokens_are_trained(sp_path, sp):
     tokens, mask = tok.tokenize_messages(conversation())
     trained = [t for t, m in zip(tokens, mask) if not m]
     # Assistant replies follow "[/INST] ", so they carry the word-initial space ("▁The").
-    expected = sp.encode(" The capital of France is Paris.", add_bos=False)[1:] + [EOS] \
-        + sp.encode(" Tokyo.")[1:] + [EOS]
-    assert sp.decode(trained) == "The capital of France is Paris. Tokyo."
+    expected = sp.encode(" The capital of France is Paris. ", add_bos=False)[1:] + [EOS] \
+        + sp.encode(" Tokyo. ")[1:] + [EOS]
+    assert sp.decode(trained) == "The capital of France is Paris.  Tokyo. "
     assert trained == expected
 
 

@@ -75,12 +75,12 @@ class LoRAFinetuneRecipeDistributed:
         self._model = self._setup_model(cfg, checkpoint.get(training.MODEL_KEY, {}), adapter,
                                         shard_output=isinstance(loss_fn, SFTLoss))
         self._tokenizer = config.instantiate(cfg.tokenizer)
+        self._loss_fn = training.prepare_loss(loss_fn, self._model, compile=cfg.get("compile", False))
         self._optimizer = config.instantiate(cfg.optimizer, [p for p in self._model.parameters() if p.requires_grad])
         if resume is not None:
             training.load_from_full_optimizer_state(
                 self._model, self._optimizer, checkpoint.get(training.OPT_KEY, {}), self._device
             )
-        self._loss_fn = training.prepare_loss(loss_fn, self._model, compile=cfg.get("compile", False))
 
         self._data = training.setup_sft_data(cfg, self._tokenizer, ignore_index=self._loss_fn.ignore_index,
                                              seed=self._state.seed, num_replicas=self._world_size, rank=self._rank)
@@ -122,8 +122,7 @@ class LoRAFinetuneRecipeDistributed:
     # -------------------------------------------------------------- training
     def train(self) -> None:
         """Train the adapter shards of every rank until ``epochs`` are done (``training.TrainLoop``)."""
-        self._loop.run(self._model, self._loss_fn, self._optimizer,
-                       save_checkpoint=self.save_checkpoint)
+        self._loop.run(self._model, self._loss_fn, self._optimizer, save_checkpoint=self.save_checkpoint)
 
     # ----------------------------------------------------------- checkpoint
     def save_checkpoint(self, epoch: int, *, samples_consumed: int, intermediate: bool) -> None:

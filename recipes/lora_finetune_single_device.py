@@ -93,8 +93,7 @@ class LoRAFinetuneRecipeSingleDevice:
     # -------------------------------------------------------------- training
     def train(self) -> None:
         """Train the adapters until ``epochs`` are done (``training.TrainLoop`` runs the steps)."""
-        self._loop.run(self._model, self._loss_fn, self._optimizer,
-                       save_checkpoint=self.save_checkpoint)
+        self._loop.run(self._model, self._loss_fn, self._optimizer, save_checkpoint=self.save_checkpoint)
 
     # ----------------------------------------------------------- checkpoint
     def save_checkpoint(self, epoch: int, *, samples_consumed: int, intermediate: bool) -> None:

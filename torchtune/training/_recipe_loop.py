@@ -266,6 +266,7 @@ class TrainLoop:
         *,
         save_checkpoint: Callable[..., None],
         optimizer_in_backward: bool = False,
+        loss_step: Optional[Callable[..., Tuple[torch.Tensor, torch.Tensor]]] = None,
     ) -> None:
         """Train ``model`` until ``state.total_epochs`` are done.
 
@@ -279,10 +280,15 @@ class TrainLoop:
             optimizer_in_backward (bool): the optimizer steps inside backward (hooks), so each
                 micro-batch's loss is normalised by its own tokens before backward and no optimizer
                 step follows. Default False.
+            loss_step (Optional[Callable[..., Tuple[torch.Tensor, torch.Tensor]]]): the micro-batch
+                objective for recipes other than SFT (distillation, preference losses):
+                ``loss_step(model, loss_fn, batch, activations_ctx=)`` returns the summed loss and
+                the count it is normalised by (trained tokens, or pairs). Default None:
+                ``sft_loss_step``; validation uses the same function.
         """
         state = self.state
         activations_ctx = get_act_offloading_ctx_manager(model, self.enable_activation_offloading)
-        loss_step = partial(sft_loss_step, model, loss_fn, activations_ctx=activations_ctx)
+        loss_step = partial(loss_step or sft_loss_step, model, loss_fn, activations_ctx=activations_ctx)
         cleanup_before_training()
         model.train()
         self.profiler.start()

@@ -50,7 +50,7 @@ class _Tok:
     pad_id = 0
 
 
-def _run(batch_size, accumulation, tmp_logger):
+def _run(batch_size, accumulation, tmp_logger, loss_step=None):
     cfg = OmegaConf.create({"dataset": {"_component_": f"{__name__}.toy_dataset"}, "shuffle": False,
                             "batch_size": batch_size, "gradient_accumulation_steps": accumulation})
     model, loss_fn = _LM(), _SumCE()
@@ -59,7 +59,7 @@ def _run(batch_size, accumulation, tmp_logger):
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     loop = TrainLoop.from_config(cfg, state, data, tmp_logger, torch.device("cpu"), optimizer=opt)
     saves = []
-    loop.run(model, loss_fn, opt, save_checkpoint=lambda epoch, **kw: saves.append((epoch, kw)))
+    loop.run(model, loss_fn, opt, save_checkpoint=lambda epoch, **kw: saves.append((epoch, kw)), loss_step=loss_step)
     return model, state, saves
 
 
@@ -81,6 +81,27 @@ def test_two_micro_batches_of_two_equal_one_batch_of_four():
     for a, b, c in zip(big.parameters(), small.parameters(), ref.parameters()):
         torch.testing.assert_close(a, c)
         torch.testing.assert_close(b, c)
+
+
+def test_a_custom_loss_step_replaces_the_sft_objective():
+    calls = []
+
+    def zero_logit_mean(model, loss_fn, batch, activations_ctx):
+        calls.append(sorted(batch))
+        logits = model(batch["tokens"])
+        return logits.pow(2).sum(), torch.tensor(logits.numel())
+
+    trained, state, _ = _run(2, 1, _Logger(), loss_step=zero_logit_mean)
+    assert state.global_step == 2 and calls == [["labels", "tokens"]] * 2
+    # Independent reference: two SGD steps on the mean squared logit, batches in order.
+    ref, samples = _LM(), _samples()
+    opt = torch.optim.SGD(ref.parameters(), lr=0.1)
+    for i in (0, 2):
+        opt.zero_grad()
+        ref(torch.tensor([s["tokens"] for s in samples[i:i + 2]])).pow(2).mean().backward()
+        opt.step()
+    for a, b in zip(trained.parameters(), ref.parameters()):
+        torch.testing.assert_close(a, b)
 
 
 def test_metrics_logged_every_step():

@@ -1,0 +1,13 @@
+"""Preference-optimisation and policy-gradient losses."""
+# ---- Preference losses (DPO family): dpo.py ----
+from torchtune.rlhf.loss.dpo import DPOLoss, ORPOLoss, RSOLoss, SimPOLoss
+
+# ---- Policy-gradient losses (PPO / GRPO): ppo.py ----
+
+__all__ = [
+    "DPOLoss",
+    "ORPOLoss",
+    "RSOLoss",
+    "SimPOLoss",
+    # PPO / GRPO names
+]

@@ -97,7 +97,7 @@ class StepMetrics:
         self._t0 = time.perf_counter()
 
     def step(self, step: int, loss: float, num_tokens: Any, lr_source: Any,
-             grad_norm: Optional[torch.Tensor] = None) -> None:
+             grad_norm: Optional[torch.Tensor] = None, extra: Optional[Dict[str, float]] = None) -> None:
         """Record one optimizer step; the time since the previous one gives tokens/s.
 
         Args:
@@ -106,12 +106,15 @@ class StepMetrics:
             num_tokens (Any): tokens trained in the step, summed over ranks.
             lr_source (Any): optimizer (or optimizer-in-backward wrapper) to read the lr from.
             grad_norm (Optional[torch.Tensor]): the gradient norm before clipping. Default None.
+            extra (Optional[Dict[str, float]]): more metrics of the step (a recipe's ``step_metrics``);
+                a ``tokens_per_second_per_gpu`` here replaces the one computed from ``num_tokens``
+                (for objectives normalised by something other than tokens). Default None.
         """
         elapsed = time.perf_counter() - self._t0
         self._t0 = time.perf_counter()
         if not self.is_rank_zero:
             return
-        tokens_per_second = num_tokens / elapsed / self.world_size
+        tokens_per_second = (extra or {}).get("tokens_per_second_per_gpu", num_tokens / elapsed / self.world_size)
         lr = get_lr(lr_source)
         self._pbar.update(1)
         self._pbar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{tokens_per_second:.0f}")
@@ -119,6 +122,7 @@ class StepMetrics:
             metrics = {"loss": loss, "lr": lr, "tokens_per_second_per_gpu": tokens_per_second}
             if grad_norm is not None:
                 metrics["grad_norm"] = float(grad_norm)
+            metrics.update(extra or {})
             if self.log_peak_memory_stats:
                 metrics.update(get_memory_stats(device=self.device))
             self.metric_logger.log_dict(metrics, step=step)
@@ -267,6 +271,7 @@ class TrainLoop:
         save_checkpoint: Callable[..., None],
         optimizer_in_backward: bool = False,
         loss_step: Optional[Callable[..., Tuple[torch.Tensor, torch.Tensor]]] = None,
+        step_metrics: Optional[Callable[[], Dict[str, float]]] = None,
     ) -> None:
         """Train ``model`` until ``state.total_epochs`` are done.
 
@@ -285,6 +290,9 @@ class TrainLoop:
                 ``loss_step(model, loss_fn, batch, activations_ctx=)`` returns the summed loss and
                 the count it is normalised by (trained tokens, or pairs). Default None:
                 ``sft_loss_step``; validation uses the same function.
+            step_metrics (Optional[Callable[[], Dict[str, float]]]): called on every rank after each
+                optimizer step; its metrics are logged with the step's (e.g. the preference recipes'
+                rewards). Default None.
         """
         state = self.state
         activations_ctx = get_act_offloading_ctx_manager(model, self.enable_activation_offloading)
@@ -315,7 +323,8 @@ class TrainLoop:
                 state.global_step += 1
                 state.steps_into_epoch += 1
                 self.profiler.step()
-                self.metrics.step(state.global_step, loss_value, window_tokens, optimizer, grad_norm)
+                extra = step_metrics() if step_metrics is not None else None
+                self.metrics.step(state.global_step, loss_value, window_tokens, optimizer, grad_norm, extra)
                 self._validate_if_due(model, loss_step)
                 if should_save_mid_epoch(state, self.steps_per_epoch, self.save_every_n_steps):
                     save_checkpoint(epoch, samples_consumed=state.steps_into_epoch * self.samples_per_step,

@@ -111,6 +111,25 @@ def test_metrics_logged_every_step():
     assert set(logger.logged[0][1]) == {"loss", "lr", "tokens_per_second_per_gpu"}
 
 
+def test_step_metrics_are_logged_with_the_step_and_may_replace_tokens_per_second():
+    calls = []
+
+    def step_metrics():
+        calls.append(len(calls) + 1)
+        return {"rewards/margins": float(len(calls)), "tokens_per_second_per_gpu": 123.0}
+
+    logger = _Logger()
+    cfg = OmegaConf.create({"dataset": {"_component_": f"{__name__}.toy_dataset"}, "shuffle": False, "batch_size": 2})
+    model, state = _LM(), RecipeState(seed=0, total_epochs=1)
+    data = training.setup_sft_data(cfg, _Tok(), ignore_index=-100, seed=0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    loop = TrainLoop.from_config(cfg, state, data, logger, torch.device("cpu"), optimizer=opt)
+    loop.run(model, _SumCE(), opt, save_checkpoint=lambda epoch, **kw: None, step_metrics=step_metrics)
+    assert calls == [1, 2]
+    assert [(step, m["rewards/margins"], m["tokens_per_second_per_gpu"]) for step, m in logger.logged] == [
+        (1, 1.0, 123.0), (2, 2.0, 123.0)]
+
+
 @pytest.mark.parametrize("step, n, expected", [(4, 2, True), (3, 2, False), (4, None, False), (4, 0, False)])
 def test_every_n_steps(step, n, expected):
     assert training.every_n_steps(step, n) is expected

@@ -142,7 +142,6 @@ ADDITIONS: Dict[str, str] = {
 _VISION = "multimodal (vision) issue; upstream's package imports torchvision"
 _MULTIMODAL = "multimodal (vision) issue"
 _KD = "knowledge-distillation issue"
-_PPO = "RLHF issue, PPO/GRPO part (torchtune/rlhf/rewards.py, _types.py, loss/ppo.py)"
 NOT_YET_PRESENT: Dict[str, str] = {
     # Whole packages.
     "torchtune.datasets.multimodal": _MULTIMODAL,
@@ -154,15 +153,6 @@ NOT_YET_PRESENT: Dict[str, str] = {
     "torchtune.models.t5": "T5 encoder issue",
     "torchtune.modules.model_fusion": _MULTIMODAL,
     # Names in packages we have.
-    "torchtune.rlhf.PPOStats": _PPO,
-    "torchtune.rlhf.Trajectory": _PPO,
-    "torchtune.rlhf.estimate_advantages": _PPO,
-    "torchtune.rlhf.get_reward_penalty_mask": _PPO,
-    "torchtune.rlhf.get_rewards_ppo": _PPO,
-    "torchtune.rlhf.masked_mean": _PPO,
-    "torchtune.rlhf.masked_var": _PPO,
-    "torchtune.rlhf.whiten": _PPO,
-    "torchtune.rlhf.loss.PPOLoss": _PPO,
     "torchtune.data.format_content_with_images": _MULTIMODAL,
     "torchtune.data.load_image": _MULTIMODAL,
     "torchtune.data.padded_collate_tiled_images_and_mask": _MULTIMODAL,

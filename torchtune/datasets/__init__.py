@@ -11,6 +11,7 @@ from torchtune.datasets._concat import ConcatDataset
 from torchtune.datasets._instruct import instruct_dataset
 from torchtune.datasets._packed import PackedDataset
 from torchtune.datasets._preference import PreferenceDataset, preference_dataset
+from torchtune.datasets._prompt import gsm8k_prompt_dataset, prompt_dataset, PromptDataset
 from torchtune.datasets._preference_hub import (
     StackExchangePairedToMessages,
     hh_rlhf_helpful_dataset,
@@ -41,4 +42,7 @@ __all__ = [
     "cnn_dailymail_articles_dataset",
     "stack_exchange_paired_dataset",
     "hh_rlhf_helpful_dataset",
+    "PromptDataset",
+    "prompt_dataset",
+    "gsm8k_prompt_dataset",
 ]

@@ -11,6 +11,26 @@ from torchtune.rlhf.sequence_processing import (
 )
 
 # ---- PPO / GRPO: reward utilities (rewards.py) and rollout types (_types.py) ----
+from torchtune.rlhf._types import PPOStats, Trajectory
+from torchtune.rlhf.rewards import (
+    estimate_advantages,
+    get_reward_penalty_mask,
+    get_rewards_ppo,
+    masked_mean,
+    masked_var,
+    whiten,
+)
+
+# ---- GRPO: group sampling, group-normalised advantages, updates; verifiable rewards ----
+from torchtune.rlhf._grpo import (
+    generate_rollouts,
+    group_advantages,
+    grpo_update,
+    left_pad,
+    response_logprobs,
+    Rollout,
+)
+from torchtune.rlhf._verifiable_rewards import ArithmeticAnswerReward, parse_number
 
 __all__ = [
     "get_batch_log_probs",
@@ -18,4 +38,20 @@ __all__ = [
     "truncate_sequence_at_first_stop_token",
     "truncate_sequence_for_logprobs",
     # PPO / GRPO names
+    "PPOStats",
+    "Trajectory",
+    "estimate_advantages",
+    "get_reward_penalty_mask",
+    "get_rewards_ppo",
+    "masked_mean",
+    "masked_var",
+    "whiten",
+    "Rollout",
+    "generate_rollouts",
+    "group_advantages",
+    "grpo_update",
+    "left_pad",
+    "response_logprobs",
+    "ArithmeticAnswerReward",
+    "parse_number",
 ]

@@ -3,6 +3,8 @@
 from torchtune.rlhf.loss.dpo import DPOLoss, ORPOLoss, RSOLoss, SimPOLoss
 
 # ---- Policy-gradient losses (PPO / GRPO): ppo.py ----
+from torchtune.rlhf.loss.grpo import GRPOLoss, GRPOLossOutput
+from torchtune.rlhf.loss.ppo import PPOLoss
 
 __all__ = [
     "DPOLoss",
@@ -10,4 +12,7 @@ __all__ = [
     "RSOLoss",
     "SimPOLoss",
     # PPO / GRPO names
+    "PPOLoss",
+    "GRPOLoss",
+    "GRPOLossOutput",
 ]

@@ -43,6 +43,7 @@ _INFERENCE = "generation prompts: end with the assistant prefix"
 _TRUNCATION = "left or right truncation of long conversations"
 _ROPE_BASE = "configurable RoPE base, as in llama2() (Code Llama uses 1e6)"
 _ROPE_SCALING = "Llama 3.1 RoPE scaling settings, configurable instead of hard-coded"
+_KD_SUM = "summed (not normalised) distillation loss for token-normalised accumulation, as the unchunked losses offer"
 ADDITIONS: Dict[str, str] = {
     "torchtune.models.phi3.Phi3MiniTokenizer.__init__(strip_after_special_tokens)":
         "keep the format's newlines as tokens instead of Phi-3's rstrip of its added tokens",
@@ -89,6 +90,9 @@ ADDITIONS: Dict[str, str] = {
     "torchtune.modules.MultiHeadAttention.__init__(sliding_window)": "sliding-window attention (Mistral, Gemma 2)",
     "torchtune.modules.loss.CEWithChunkedOutputLoss.__init__(reduction)": "sum reduction for token-normalised accumulation",
     "torchtune.modules.loss.CEWithChunkedOutputLoss.forward(reduction)": "sum reduction for token-normalised accumulation",
+    "torchtune.modules.loss.ForwardKLWithChunkedOutputLoss.forward(normalize)": _KD_SUM,
+    "torchtune.modules.loss.ReverseKLWithChunkedOutputLoss.forward(normalize)": _KD_SUM,
+    "torchtune.modules.loss.SymmetricKLWithChunkedOutputLoss.forward(normalize)": _KD_SUM,
     "torchtune.modules.peft.validate_missing_and_unexpected_for_lora(state_dict_keys)":
         "check without the LoRA config: adapter keys restricted to the model's own keys",
     "torchtune.modules.transforms.tokenizers.GPT2BaseTokenizer.__init__(pattern)":
@@ -163,12 +167,6 @@ NOT_YET_PRESENT: Dict[str, str] = {
     "torchtune.modules.VectorQuantizedEmbeddings": "Flux autoencoder issue",
     "torchtune.modules.VisionRotaryPositionalEmbeddings": _MULTIMODAL,
     "torchtune.modules.VisionTransformer": _MULTIMODAL,
-    "torchtune.modules.loss.ForwardKLLoss": _KD,
-    "torchtune.modules.loss.ForwardKLWithChunkedOutputLoss": _KD,
-    "torchtune.modules.loss.ReverseKLLoss": _KD,
-    "torchtune.modules.loss.ReverseKLWithChunkedOutputLoss": _KD,
-    "torchtune.modules.loss.SymmetricKLLoss": _KD,
-    "torchtune.modules.loss.SymmetricKLWithChunkedOutputLoss": _KD,
     "torchtune.modules.peft.QATLoRALinear": "QAT issue",
     "torchtune.modules.transforms.VisionCrossAttentionMask": _MULTIMODAL,
     "torchtune.training.DistributedCheckpointer": "distributed (DCP) checkpointing issue",

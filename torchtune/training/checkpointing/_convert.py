@@ -101,6 +101,20 @@ def _phi3_from_tune(sd: StateDict, config: Dict[str, Any]) -> StateDict:
     return phi3_tune_to_hf(sd)
 
 
+# Any decoder hf_decoder builds: the names follow config.json's model_type, both ways from one table.
+
+def _hf_decoder_to_tune(sd: StateDict, config: Dict[str, Any]) -> StateDict:
+    from torchtune.models._hf_decoder import hf_to_tune  # the models package imports this module
+
+    return hf_to_tune(sd, config)
+
+
+def _hf_decoder_from_tune(sd: StateDict, config: Dict[str, Any]) -> StateDict:
+    from torchtune.models._hf_decoder import tune_to_hf
+
+    return tune_to_hf(sd, config)
+
+
 _LLAMA = _Family(_llama_to_tune, _llama_from_tune)
 _QWEN2 = _Family(_qwen2_to_tune, _qwen2_from_tune)
 _PHI3 = _Family(
@@ -118,6 +132,10 @@ _FAMILIES: Dict[ModelType, _Family] = {
     ModelType.QWEN3: _QWEN2,  # Qwen2's keys plus the per-head q/k norms, same RoPE layout
     ModelType.PHI3_MINI: _PHI3,
     ModelType.PHI4: _PHI3,  # Phi-4 is stored as Phi3ForCausalLM: same fused projections
+    ModelType.HF_DECODER: _Family(
+        _hf_decoder_to_tune, _hf_decoder_from_tune, peft_compatible=False,
+        no_peft_reason="is built by hf_decoder, whose PEFT adapter export is not written yet",
+    ),
     # LlamaForSequenceClassification / MistralForSequenceClassification. PEFT's adapter layout
     # targets a causal LM (lm_head, task CAUSAL_LM), so only adapter_model.pt is written.
     ModelType.REWARD: _Family(

@@ -25,6 +25,8 @@ class ModelType(Enum):
             ``MistralForSequenceClassification``): their ``score`` head is our ``output``.
         CLIP_TEXT: CLIP text encoder (no Hugging Face conversion yet).
         T5_ENCODER: T5 encoder (no Hugging Face conversion yet).
+        HF_DECODER: any decoder ``torchtune.models.hf_decoder`` builds from its ``config.json``;
+            the parameter names follow config.json's ``model_type`` (``docs/hf_models.md``).
 
     Members without a conversion can be named in configs; ``FullModelHFCheckpointer`` raises a
     ``ValueError`` naming the model type when asked to convert one.
@@ -44,6 +46,7 @@ class ModelType(Enum):
     QWEN3 = "qwen3"
     CLIP_TEXT = "clip_text"
     T5_ENCODER = "t5_encoder"
+    HF_DECODER = "hf_decoder"
 
 
 def resolve_model_type(model_type: Union[str, ModelType]) -> ModelType:

@@ -1,0 +1,179 @@
+"""Each supported Hugging Face ``model_type``: the blocks it is made of, and its parameter names.
+
+An :class:`Architecture` is two functions of the parsed config.json: the keyword arguments of
+:func:`torchtune.modules.build_decoder` (dimensions, norms, biases, windows, RoPE), and the
+name rules that convert its checkpoints both ways (:mod:`._names`). A new architecture that our
+blocks already express is a new entry here, nothing else.
+"""
+
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Callable, Dict, List
+
+from torch import nn
+
+from torchtune.models._hf_decoder._config import (
+    activation_of, head_dim_of, HFConfig, layer_windows, rope_spec, UnsupportedConfigError,
+)
+from torchtune.models._hf_decoder._names import Fused, Rename, Rule, split_rows
+from torchtune.models._hf_decoder._rope import HFRotaryEmbeddings
+from torchtune.modules.rms_norm import RMSNorm
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """How one ``model_type`` maps onto our blocks.
+
+    Attributes:
+        build_kwargs (Callable[[HFConfig, int], Dict[str, Any]]): ``(config, max_seq_len)`` ->
+            keyword arguments of ``build_decoder`` (without the linear builder).
+        rules (Callable[[HFConfig], List[Rule]]): parameter-name rules for the config.
+        description (str): one line for docs/hf_models.md.
+    """
+
+    build_kwargs: Callable[[HFConfig, int], Dict[str, Any]]
+    rules: Callable[[HFConfig], List[Rule]]
+    description: str
+
+
+_RMS = {"scale": "weight"}  # our RMSNorm's parameter is ``scale``; theirs is ``weight``
+
+
+def _common(config: HFConfig, max_seq_len: int, *, default_sliding: bool = False) -> Dict[str, Any]:
+    """Dimensions, RoPE and windows read the same way by every architecture here."""
+    num_heads = int(config.need("num_attention_heads"))
+    num_layers = int(config.need("num_hidden_layers"))
+    head_dim = head_dim_of(config)
+    return dict(
+        vocab_size=int(config.need("vocab_size")),
+        num_layers=num_layers,
+        num_heads=num_heads,
+        num_kv_heads=int(config.get("num_key_value_heads") or num_heads),
+        embed_dim=int(config.need("hidden_size")),
+        intermediate_dim=int(config.need("intermediate_size")),
+        max_seq_len=max_seq_len,
+        head_dim=head_dim,
+        pos_embeddings=HFRotaryEmbeddings(head_dim, rope_spec(config, head_dim), max_seq_len=max_seq_len),
+        sliding_window=layer_windows(config, num_layers, default_sliding),
+        tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
+        mlp_activation=activation_of(config),
+    )
+
+
+def _llama_rules(config: HFConfig, *, mlp=("gate_proj", "down_proj", "up_proj"), norm_params=_RMS,
+                 qk_norm: bool = False) -> List[Rule]:
+    """The Llama layout: ``model.layers.{i}.self_attn.q_proj`` ..., norms and MLP by name."""
+    layer = "model.layers.{i}"
+    rules: List[Rule] = [
+        Rename("tok_embeddings", "model.embed_tokens"),
+        Rename("layers.{i}.attn.q_proj", f"{layer}.self_attn.q_proj"),
+        Rename("layers.{i}.attn.k_proj", f"{layer}.self_attn.k_proj"),
+        Rename("layers.{i}.attn.v_proj", f"{layer}.self_attn.v_proj"),
+        Rename("layers.{i}.attn.output_proj", f"{layer}.self_attn.o_proj"),
+        Rename("layers.{i}.sa_norm", f"{layer}.input_layernorm", norm_params),
+        Rename("layers.{i}.mlp_norm", f"{layer}.post_attention_layernorm", norm_params),
+        Rename("norm", "model.norm", norm_params),
+        Rename("output", "lm_head"),
+    ]
+    for ours, theirs in zip(("w1", "w2", "w3"), mlp):
+        if theirs is not None:
+            rules.append(Rename(f"layers.{{i}}.mlp.{ours}", f"{layer}.mlp.{theirs}"))
+    if qk_norm:
+        rules += [Rename("layers.{i}.attn.q_norm", f"{layer}.self_attn.q_norm", norm_params),
+                  Rename("layers.{i}.attn.k_norm", f"{layer}.self_attn.k_norm", norm_params)]
+    return rules
+
+
+# ---------------------------------------------------------------- the architectures
+
+def _llama(config: HFConfig, max_seq_len: int) -> Dict[str, Any]:
+    bias = bool(config.get("attention_bias", False))
+    return dict(_common(config, max_seq_len), norm_eps=float(config.get("rms_norm_eps") or 1e-6), norm=RMSNorm,
+                qkv_bias=bias, attn_output_bias=bias, mlp_bias=bool(config.get("mlp_bias", False)))
+
+
+def _mistral(config: HFConfig, max_seq_len: int) -> Dict[str, Any]:
+    return dict(_common(config, max_seq_len, default_sliding=True), norm_eps=float(config.get("rms_norm_eps") or 1e-6))
+
+
+def _qwen2(config: HFConfig, max_seq_len: int) -> Dict[str, Any]:
+    # Qwen2 always has q/k/v biases and none on the output projection.
+    return dict(_common(config, max_seq_len), norm_eps=float(config.get("rms_norm_eps") or 1e-6), qkv_bias=True)
+
+
+def _qwen3(config: HFConfig, max_seq_len: int) -> Dict[str, Any]:
+    bias = bool(config.get("attention_bias", False))
+    return dict(_common(config, max_seq_len), norm_eps=float(config.get("rms_norm_eps") or 1e-6), qk_norm=True,
+                qkv_bias=bias, attn_output_bias=bias)
+
+
+def _starcoder2(config: HFConfig, max_seq_len: int) -> Dict[str, Any]:
+    bias = bool(config.get("use_bias", True))
+    return dict(_common(config, max_seq_len, default_sliding=True), norm_eps=float(config.get("norm_epsilon") or 1e-5),
+                norm=partial(nn.LayerNorm, bias=True), qkv_bias=bias, attn_output_bias=bias, mlp_bias=bias,
+                gated_mlp=False)
+
+
+def _phi3(config: HFConfig, max_seq_len: int) -> Dict[str, Any]:
+    return dict(_common(config, max_seq_len, default_sliding=True), norm_eps=float(config.get("rms_norm_eps") or 1e-5))
+
+
+def _qkv_sizes(config: HFConfig) -> List[int]:
+    head_dim = head_dim_of(config)
+    heads = int(config.need("num_attention_heads"))
+    kv = int(config.get("num_key_value_heads") or heads)
+    return [heads * head_dim, kv * head_dim, kv * head_dim]
+
+
+def _phi3_rules(config: HFConfig) -> List[Rule]:
+    rules = [r for r in _llama_rules(config, mlp=(None, "down_proj", None))
+             if not r.tune.startswith("layers.{i}.attn.") or r.tune.endswith("output_proj")]
+    qkv_split, qkv_join = split_rows(_qkv_sizes)
+    gate_split, gate_join = split_rows(lambda c: [int(c["intermediate_size"])] * 2)
+    return rules + [
+        Fused(("layers.{i}.attn.q_proj", "layers.{i}.attn.k_proj", "layers.{i}.attn.v_proj"),
+              "model.layers.{i}.self_attn.qkv_proj", qkv_split, qkv_join),
+        Fused(("layers.{i}.mlp.w1", "layers.{i}.mlp.w3"), "model.layers.{i}.mlp.gate_up_proj", gate_split, gate_join),
+    ]
+
+
+ARCHITECTURES: Dict[str, Architecture] = {
+    "llama": Architecture(_llama, _llama_rules, "Llama 1-3.x, SmolLM, TinyLlama, Vicuna (RMSNorm, SwiGLU, RoPE)"),
+    "mistral": Architecture(_mistral, _llama_rules, "Mistral (Llama layout with a sliding window)"),
+    "qwen2": Architecture(_qwen2, _llama_rules, "Qwen2, Qwen2.5 (q/k/v biases)"),
+    "qwen3": Architecture(_qwen3, partial(_llama_rules, qk_norm=True), "Qwen3 (per-head q/k RMSNorm)"),
+    "starcoder2": Architecture(_starcoder2, partial(_llama_rules, mlp=("c_fc", "c_proj", None), norm_params={}),
+                               "StarCoder2 (LayerNorm with bias, GELU MLP, biases, sliding window)"),
+    "phi3": Architecture(_phi3, _phi3_rules, "Phi-3, Phi-3.5, Phi-4 (fused qkv and gate/up, LongRoPE)"),
+}
+
+# Not decoders we can express, with the reason given to the user.
+REFUSED: Dict[str, str] = {
+    "mixtral": "mixture-of-experts MLPs are not a block of ours yet",
+    "t5": "an encoder-decoder; hf_decoder builds decoder-only models",
+    "bart": "an encoder-decoder; hf_decoder builds decoder-only models",
+    "mamba": "a state-space model without attention",
+    "mamba2": "a state-space model without attention",
+    "bert": "an encoder (bidirectional, masked LM), not a causal decoder",
+}
+
+
+def architecture_of(config: HFConfig) -> Architecture:
+    """The architecture of a config, from its ``model_type``.
+
+    Raises:
+        UnsupportedConfigError: naming ``model_type`` and its value, with the reason or the supported list.
+    """
+    kind = config.get("model_type")
+    if kind in ARCHITECTURES:
+        if config.get("is_encoder_decoder"):
+            raise config.unsupported("is_encoder_decoder", "hf_decoder builds decoder-only models")
+        return ARCHITECTURES[kind]
+    if kind in REFUSED:
+        raise config.unsupported("model_type", REFUSED[kind])
+    if config.get("is_encoder_decoder"):
+        raise config.unsupported("model_type", "an encoder-decoder; hf_decoder builds decoder-only models")
+    raise config.unsupported("model_type", f"supported architectures: {', '.join(sorted(ARCHITECTURES))}")
+
+
+__all__ = ["ARCHITECTURES", "Architecture", "architecture_of", "REFUSED", "UnsupportedConfigError"]

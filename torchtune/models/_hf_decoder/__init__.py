@@ -13,6 +13,7 @@ from torchtune.models._hf_decoder._builder import hf_decoder, lora_hf_decoder, q
 from torchtune.models._hf_decoder._config import HFConfig, load_hf_config, UnsupportedConfigError
 from torchtune.models._hf_decoder._names import from_tune, hf_module_of, to_tune
 from torchtune.models._hf_decoder._rope import HFRotaryEmbeddings, rope_frequencies, RopeSpec
+from torchtune.models._hf_decoder._tokenizer import hf_tokenizer, HFModelTokenizer
 
 
 def _as_config(config: Mapping[str, Any]) -> HFConfig:
@@ -60,7 +61,7 @@ def hf_module_name(tune_module: str, config: Mapping[str, Any]) -> str:
 
 
 __all__ = [
-    "ARCHITECTURES", "HFConfig", "HFRotaryEmbeddings", "REFUSED", "RopeSpec", "UnsupportedConfigError",
-    "architecture_of", "hf_decoder", "hf_module_name", "hf_to_tune", "load_hf_config", "lora_hf_decoder",
+    "ARCHITECTURES", "HFConfig", "HFModelTokenizer", "HFRotaryEmbeddings", "REFUSED", "RopeSpec", "UnsupportedConfigError",
+    "architecture_of", "hf_decoder", "hf_module_name", "hf_to_tune", "hf_tokenizer", "load_hf_config", "lora_hf_decoder",
     "qlora_hf_decoder", "rope_frequencies", "tune_to_hf",
 ]

@@ -88,6 +88,11 @@ ADDITIONS: Dict[str, str] = {
     "torchtune.models.mistral.mistral(sliding_window)": "Mistral's sliding-window attention",
     "torchtune.models.mistral.mistral_classifier(sliding_window)": "Mistral's sliding-window attention",
     "torchtune.modules.MultiHeadAttention.__init__(sliding_window)": "sliding-window attention (Mistral, Gemma 2)",
+    "torchtune.modules.MultiHeadAttention.__init__(scale)": "Gemma 2 / 3 query_pre_attn_scalar",
+    "torchtune.modules.MultiHeadAttention.__init__(logit_softcapping)": "Gemma 2 attention-score soft-capping",
+    "torchtune.modules.TransformerDecoder.__init__(output_softcapping)": "Gemma 2 final logit soft-capping",
+    "torchtune.training.ModelType(GEMMA3)": "Gemma 3 text-decoder checkpoints",
+    "torchtune.training.checkpointing.ModelType(GEMMA3)": "Gemma 3 text-decoder checkpoints",
     "torchtune.modules.loss.CEWithChunkedOutputLoss.__init__(reduction)": "sum reduction for token-normalised accumulation",
     "torchtune.modules.loss.CEWithChunkedOutputLoss.forward(reduction)": "sum reduction for token-normalised accumulation",
     "torchtune.modules.loss.ForwardKLWithChunkedOutputLoss.forward(normalize)": _KD_SUM,
@@ -151,8 +156,6 @@ NOT_YET_PRESENT: Dict[str, str] = {
     "torchtune.datasets.multimodal": _MULTIMODAL,
     "torchtune.models.clip": _VISION,
     "torchtune.models.flux": "Flux autoencoder issue",
-    "torchtune.models.gemma": "Gemma family issue",
-    "torchtune.models.gemma2": "Gemma 2 family issue",
     "torchtune.models.llama3_2_vision": _VISION,
     "torchtune.models.t5": "T5 encoder issue",
     "torchtune.modules.model_fusion": _MULTIMODAL,
@@ -205,6 +208,11 @@ KNOWN_DIFFERENCES: Dict[str, str] = {
     "torchtune.models.mistral.qlora_mistral_reward_7b": _PLAIN_DEF,
     "torchtune.models.phi3.qlora_phi3_mini": _PLAIN_DEF,
     "torchtune.models.phi4.qlora_phi4_14b": _PLAIN_DEF,
+    "torchtune.models.gemma.qlora_gemma_2b": _PLAIN_DEF,
+    "torchtune.models.gemma.qlora_gemma_7b": _PLAIN_DEF,
+    "torchtune.models.gemma2.qlora_gemma2_2b": _PLAIN_DEF,
+    "torchtune.models.gemma2.qlora_gemma2_9b": _PLAIN_DEF,
+    "torchtune.models.gemma2.qlora_gemma2_27b": _PLAIN_DEF,
 }
 # ---------------------------------------------------------------------------------------------
 

@@ -36,7 +36,9 @@ def _use_matmul_form(
     )
 
 
-def _matmul_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, is_causal: bool) -> torch.Tensor:
+def _matmul_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, is_causal: bool, scale: Optional[float] = None
+) -> torch.Tensor:
     b, n_h, s, h_d = q.shape
     n_kv = k.shape[1]
     group = n_h // n_kv
@@ -50,7 +52,7 @@ def _matmul_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, is_caus
     bias = torch.zeros(s, s, dtype=q.dtype, device=q.device)
     if is_causal:
         bias = bias.fill_(float("-inf")).triu_(1)
-    scores = torch.baddbmm(bias.repeat(group, 1), q, k.transpose(1, 2), alpha=h_d**-0.5)  # [b * n_kv, g * s, s]
+    scores = torch.baddbmm(bias.repeat(group, 1), q, k.transpose(1, 2), alpha=h_d**-0.5 if scale is None else scale)  # [b * n_kv, g * s, s]
     probs = torch.softmax(scores, dim=-1)  # fp32 accumulation inside, output in q's dtype
     return torch.bmm(probs, v).view(b, n_h, s, h_d)
 
@@ -64,8 +66,9 @@ def scaled_dot_product_attention(
     dropout_p: float = 0.0,
     is_causal: bool = False,
     enable_gqa: bool = False,
+    scale: Optional[float] = None,
 ) -> torch.Tensor:
-    """Drop-in for ``F.scaled_dot_product_attention`` with the default scale.
+    """Drop-in for ``F.scaled_dot_product_attention``.
 
     Args:
         q (torch.Tensor): ``[b, n_h, s_q, h_d]``.
@@ -75,12 +78,14 @@ def scaled_dot_product_attention(
         dropout_p (float): attention dropout. Default 0.0.
         is_causal (bool): causal masking (with ``attn_mask`` None). Default False.
         enable_gqa (bool): allow ``n_kv < n_h``. Default False.
+        scale (Optional[float]): multiplier of ``q k^T``; ``h_d ** -0.5`` if None (Gemma 2 and 3
+            use ``query_pre_attn_scalar ** -0.5``). Default None.
 
     Returns:
         torch.Tensor: ``[b, n_h, s_q, h_d]``.
     """
     if _use_matmul_form(q, k, v, attn_mask, dropout_p):
-        return _matmul_attention(q, k, v, is_causal)
+        return _matmul_attention(q, k, v, is_causal, scale)
     return F.scaled_dot_product_attention(
-        q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal, enable_gqa=enable_gqa
+        q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal, enable_gqa=enable_gqa, scale=scale
     )

@@ -7,6 +7,7 @@ from torch import nn
 from torchtune.modules._sdpa import scaled_dot_product_attention
 from torchtune.modules.attention_utils import _MaskType
 from torchtune.modules.kv_cache import KVCache
+from torchtune.modules.softcapping import softcapped_attention
 
 
 class MultiHeadAttention(nn.Module):
@@ -38,6 +39,11 @@ class MultiHeadAttention(nn.Module):
         sliding_window (Optional[int]): if set, a query attends only to the ``sliding_window``
             most recent positions, itself included (key index ``> query index - sliding_window``),
             on top of the causal or given mask, also while decoding with the cache. Default None.
+        scale (Optional[float]): multiplier of ``q k^T``; ``head_dim ** -0.5`` if None (Gemma 2
+            and 3: ``query_pre_attn_scalar ** -0.5``). Default None.
+        logit_softcapping (Optional[float]): if set, scores become ``cap * tanh(scores / cap)``
+            before masking and softmax (Gemma 2: 50); computed by
+            :func:`~torchtune.modules.softcapping.softcapped_attention` instead of SDPA. Default None.
 
     Raises:
         ValueError: if ``num_heads`` is not divisible by ``num_kv_heads``, ``embed_dim`` not by
@@ -63,6 +69,8 @@ class MultiHeadAttention(nn.Module):
         is_causal: bool = True,
         attn_dropout: float = 0.0,
         sliding_window: Optional[int] = None,
+        scale: Optional[float] = None,
+        logit_softcapping: Optional[float] = None,
     ) -> None:
         super().__init__()
         if num_heads % num_kv_heads != 0:
@@ -85,6 +93,8 @@ class MultiHeadAttention(nn.Module):
         self.is_causal = is_causal
         self.attn_dropout = attn_dropout
         self.sliding_window = sliding_window
+        self.scale = scale
+        self.logit_softcapping = logit_softcapping
         self.q_proj = q_proj
         self.k_proj = k_proj
         self.v_proj = v_proj
@@ -167,15 +177,22 @@ class MultiHeadAttention(nn.Module):
             mask = self._windowed_mask(mask, s_x, k.shape[2], q_start, x.device)
         if mask is not None and mask.dim() == 3:
             mask = mask[:, None, :, :]  # broadcast over heads
-        out = scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=mask,
-            dropout_p=self.attn_dropout if self.training else 0.0,
-            is_causal=mask is None and self.is_causal and not use_cache,
-            enable_gqa=self.num_heads != self.num_kv_heads,
-        )  # [b, n_h, s_x, h_d]
+        dropout_p = self.attn_dropout if self.training else 0.0
+        is_causal = mask is None and self.is_causal and not use_cache
+        if self.logit_softcapping is not None:  # no SDPA kernel caps the scores
+            out = softcapped_attention(q, k, v, softcap=self.logit_softcapping, scale=self.scale, attn_mask=mask,
+                                       is_causal=is_causal, dropout_p=dropout_p)
+        else:
+            out = scaled_dot_product_attention(
+                q,
+                k,
+                v,
+                attn_mask=mask,
+                dropout_p=dropout_p,
+                is_causal=is_causal,
+                enable_gqa=self.num_heads != self.num_kv_heads,
+                scale=self.scale,
+            )  # [b, n_h, s_x, h_d]
         out = out.transpose(1, 2).reshape(b, s_x, self.num_heads * self.head_dim)
         return self.output_proj(out)
 

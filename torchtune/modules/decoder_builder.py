@@ -116,6 +116,10 @@ def build_decoder(
     embed_scale: Optional[float] = None,
     tie_word_embeddings: bool = False,
     output_dim: Optional[int] = None,
+    post_norms: bool = False,
+    attn_scale: Optional[float] = None,
+    attn_softcapping: Optional[float] = None,
+    output_softcapping: Optional[float] = None,
 ) -> TransformerDecoder:
     """Assemble a pre-norm decoder: embeddings, ``num_layers`` attention + MLP blocks, norm, output.
 
@@ -160,6 +164,14 @@ def build_decoder(
         output_dim (Optional[int]): width of the output projection, ``[b, s, d] -> [b, s, output_dim]``;
             ``vocab_size`` if None. A classifier or reward model passes its number of classes
             (1 for a reward model). Default None.
+        post_norms (bool): also normalise the outputs of attention and MLP before each residual
+            add, ``h = x + norm(attn(norm(x)))`` (Gemma 2 and 3); the post-norms are the layer's
+            ``sa_scale`` and ``mlp_scale``. Default False.
+        attn_scale (Optional[float]): multiplier of the attention scores ``q k^T``; ``head_dim ** -0.5``
+            if None (Gemma 2 and 3: ``query_pre_attn_scalar ** -0.5``). Default None.
+        attn_softcapping (Optional[float]): cap every attention score at ``c * tanh(s / c)``
+            (Gemma 2: 50). Default None.
+        output_softcapping (Optional[float]): cap the logits the same way (Gemma 2: 30). Default None.
 
     Returns:
         TransformerDecoder: the model, randomly initialised (nn defaults).
@@ -203,11 +215,17 @@ def build_decoder(
             q_norm=norm(head_dim, eps=norm_eps) if qk_norm else None,
             k_norm=norm(head_dim, eps=norm_eps) if qk_norm else None,
             sliding_window=window,
+            scale=attn_scale,
+            logit_softcapping=attn_softcapping,
         )
         mlp = build_mlp(linear, dim=embed_dim, hidden_dim=intermediate_dim, gated=gated_mlp, bias=mlp_bias,
                         activation=mlp_activation())
+        sa_norm, mlp_norm = norm(embed_dim, eps=norm_eps), norm(embed_dim, eps=norm_eps)
+        # Created after the pre-norms, so that models without post-norms draw the same random init.
+        sa_scale = norm(embed_dim, eps=norm_eps) if post_norms else None
+        mlp_scale = norm(embed_dim, eps=norm_eps) if post_norms else None
         layers.append(TransformerSelfAttentionLayer(
-            attn=attn, mlp=mlp, sa_norm=norm(embed_dim, eps=norm_eps), mlp_norm=norm(embed_dim, eps=norm_eps)
+            attn=attn, mlp=mlp, sa_norm=sa_norm, mlp_norm=mlp_norm, sa_scale=sa_scale, mlp_scale=mlp_scale
         ))
     if embed_scale is None:
         tok_embeddings = nn.Embedding(vocab_size, embed_dim)
@@ -226,6 +244,7 @@ def build_decoder(
         head_dim=head_dim,
         norm=final_norm,
         output=output,
+        output_softcapping=output_softcapping,
     )
     decoder.register_load_state_dict_pre_hook(_warn_on_window_mismatch)
     return decoder

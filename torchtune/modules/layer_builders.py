@@ -66,6 +66,8 @@ def build_self_attention(
     kv_cache: Optional[KVCache] = None,
     is_causal: bool = True,
     sliding_window: Optional[int] = None,
+    scale: Optional[float] = None,
+    logit_softcapping: Optional[float] = None,
 ) -> MultiHeadAttention:
     """Self-attention whose ``q_proj``, ``k_proj``, ``v_proj`` and ``output_proj`` come from ``linear``.
 
@@ -85,6 +87,8 @@ def build_self_attention(
         kv_cache (Optional[KVCache]): cache for decoding. Default None.
         is_causal (bool): causal attention when no mask is given. Default True.
         sliding_window (Optional[int]): attend only to this many most recent positions. Default None.
+        scale (Optional[float]): multiplier of ``q k^T``; ``head_dim ** -0.5`` if None. Default None.
+        logit_softcapping (Optional[float]): tanh cap of the attention scores (Gemma 2). Default None.
 
     Returns:
         MultiHeadAttention: the attention module.
@@ -106,6 +110,8 @@ def build_self_attention(
         is_causal=is_causal,
         attn_dropout=attn_dropout,
         sliding_window=sliding_window,
+        scale=scale,
+        logit_softcapping=logit_softcapping,
     )
 
 

@@ -6,6 +6,7 @@ from torch import nn
 
 from torchtune.modules.attention import MultiHeadAttention
 from torchtune.modules.attention_utils import _MaskType, causal_mask
+from torchtune.modules.softcapping import tanh_softcap
 
 
 class TransformerSelfAttentionLayer(nn.Module):
@@ -95,6 +96,8 @@ class TransformerDecoder(nn.Module):
         output (Union[nn.Linear, Callable]): ``[b, s, d] -> [b, s, vocab]``.
         num_layers (Optional[int]): number of clones when ``layers`` is a single module.
         output_hidden_states (Optional[List[int]]): indices of layers whose inputs are also returned.
+        output_softcapping (Optional[float]): if set, logits become ``cap * tanh(logits / cap)``
+            (Gemma 2: 30), also chunk by chunk and inside ``LinearCrossEntropyLoss``. Default None.
 
     Raises:
         ValueError: if ``layers`` is one module and ``num_layers`` is not given.
@@ -112,6 +115,7 @@ class TransformerDecoder(nn.Module):
         output: Union[nn.Linear, Callable],
         num_layers: Optional[int] = None,
         output_hidden_states: Optional[List[int]] = None,
+        output_softcapping: Optional[float] = None,
     ) -> None:
         super().__init__()
         if isinstance(layers, nn.ModuleList):
@@ -127,6 +131,7 @@ class TransformerDecoder(nn.Module):
         self.norm = norm
         self.output = output
         self.output_hidden_states = output_hidden_states or []
+        self.output_softcapping = output_softcapping
         self.max_seq_len = max_seq_len
         self.num_heads = num_heads
         self.head_dim = head_dim
@@ -210,9 +215,23 @@ class TransformerDecoder(nn.Module):
         # A sequence slice of [b, s, d] is not contiguous; projecting it as is makes matmul
         # broadcast (copy) the [vocab, d] weight per batch row. Copying the small chunk avoids that.
         return [
-            self.output(chunk.contiguous())
+            self.project(chunk.contiguous())
             for chunk in last_hidden_state.chunk(self.num_output_chunks, dim=1)
         ]
+
+    def project(self, h: torch.Tensor) -> torch.Tensor:
+        """The output projection, then the logit soft-cap if the model has one.
+
+        Args:
+            h (torch.Tensor): normed hidden states ``[..., d]``.
+
+        Returns:
+            torch.Tensor: logits ``[..., vocab]``.
+        """
+        logits = self.output(h)
+        if self.output_softcapping is not None:
+            logits = tanh_softcap(logits, self.output_softcapping)
+        return logits
 
     def unembed(self, h):
         """Map the last layer's output to logits: the final norm, then the output projection.
@@ -227,7 +246,7 @@ class TransformerDecoder(nn.Module):
         h = self.norm(h)
         if self.num_output_chunks > 0:
             return self.chunked_output(h)
-        return self.output(h)
+        return self.project(h)
 
     def forward(
         self,

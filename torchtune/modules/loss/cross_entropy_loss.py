@@ -80,7 +80,9 @@ class LinearCrossEntropyLoss(nn.Module, SFTLoss):
             raise ValueError(f"{type(model).__name__} has no `output` projection for LinearCrossEntropyLoss")
         model.skip_output_layer = True
         # Not registered as a sub-module: the projection's parameters belong to the model.
-        object.__setattr__(self, "linear_projection", model.output)
+        # A soft-capped head (Gemma 2) is projected through the model's own `project`, chunk by chunk.
+        capped = getattr(model, "output_softcapping", None) is not None
+        object.__setattr__(self, "linear_projection", model.project if capped else model.output)
 
     def compute_cross_entropy(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Summed fp32 cross-entropy of one chunk of hidden states.

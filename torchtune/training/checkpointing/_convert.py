@@ -12,6 +12,8 @@ from typing import Any, Callable, Dict, List
 import torch
 
 from torchtune.models.convert_weights import hf_to_tune, tune_to_hf
+from torchtune.models.gemma2._convert_weights import gemma2_hf_to_tune, gemma2_tune_to_hf
+from torchtune.models.gemma3._convert_weights import gemma3_hf_to_tune, gemma3_tune_to_hf
 from torchtune.models.phi3._convert_weights import phi3_hf_to_tune, phi3_tune_to_hf
 from torchtune.models.qwen2._convert_weights import qwen2_hf_to_tune, qwen2_tune_to_hf
 from torchtune.training.checkpointing._model_type import ModelType
@@ -115,6 +117,25 @@ def _hf_decoder_from_tune(sd: StateDict, config: Dict[str, Any]) -> StateDict:
     return tune_to_hf(sd, config)
 
 
+# Gemma 2: its own norm names (post_attention_layernorm is the attention output's norm), Llama's
+# q/k permutation. Gemma 3: those names plus q/k norms, rotate-half rows kept (rename only).
+
+def _gemma2_to_tune(sd: StateDict, config: Dict[str, Any]) -> StateDict:
+    return gemma2_hf_to_tune(sd, **head_dims(config))
+
+
+def _gemma2_from_tune(sd: StateDict, config: Dict[str, Any]) -> StateDict:
+    return gemma2_tune_to_hf(sd, **head_dims(config))
+
+
+def _gemma3_to_tune(sd: StateDict, config: Dict[str, Any]) -> StateDict:
+    return gemma3_hf_to_tune(sd)
+
+
+def _gemma3_from_tune(sd: StateDict, config: Dict[str, Any]) -> StateDict:
+    return gemma3_tune_to_hf(sd)
+
+
 _LLAMA = _Family(_llama_to_tune, _llama_from_tune)
 _QWEN2 = _Family(_qwen2_to_tune, _qwen2_from_tune)
 _PHI3 = _Family(
@@ -127,7 +148,9 @@ _FAMILIES: Dict[ModelType, _Family] = {
     ModelType.LLAMA3: _LLAMA,
     ModelType.LLAMA3_2: _LLAMA,
     ModelType.MISTRAL: _LLAMA,
-    ModelType.GEMMA: _LLAMA,
+    ModelType.GEMMA: _LLAMA,  # Llama's keys and q/k permutation, with head_dim from config.json
+    ModelType.GEMMA2: _Family(_gemma2_to_tune, _gemma2_from_tune),
+    ModelType.GEMMA3: _Family(_gemma3_to_tune, _gemma3_from_tune),
     ModelType.QWEN2: _QWEN2,
     ModelType.QWEN3: _QWEN2,  # Qwen2's keys plus the per-head q/k norms, same RoPE layout
     ModelType.PHI3_MINI: _PHI3,

@@ -19,7 +19,9 @@ class ModelType(Enum):
         QWEN3: Qwen3 (Qwen2's layout with per-head q/k norms and no q/k/v biases).
         PHI3_MINI: Phi-3 mini (fused ``qkv_proj`` and ``gate_up_proj`` split on load).
         PHI4: Phi-4 (the Phi-3 layout, with grouped-query attention).
-        GEMMA2: Gemma 2 (extra pre/post feed-forward norms; no Hugging Face conversion yet).
+        GEMMA2: Gemma 2 (post-attention and pre/post feed-forward norms, tied embeddings).
+        GEMMA3: Gemma 3 text decoder (``Gemma3ForCausalLM``: Gemma 2's norms plus per-head q/k
+            norms; q/k rows kept in the HF rotate-half layout).
         LLAMA3_VISION: Llama 3.2 Vision (no Hugging Face conversion yet).
         REWARD: Llama-style reward and classifier models (``LlamaForSequenceClassification``,
             ``MistralForSequenceClassification``): their ``score`` head is our ``output``.
@@ -34,6 +36,7 @@ class ModelType(Enum):
 
     GEMMA = "gemma"
     GEMMA2 = "gemma2"
+    GEMMA3 = "gemma3"
     LLAMA2 = "llama2"
     LLAMA3 = "llama3"
     LLAMA3_2 = "llama3_2"

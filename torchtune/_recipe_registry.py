@@ -135,6 +135,27 @@ _FAMILY_CONFIGS: Dict[str, Dict[str, List[str]]] = {
         "lora_finetune_distributed": ["0.5B_lora", "1.5B_lora", "3B_lora", "7B_lora", "32B_lora", "72B_lora"],
         "eleuther_eval": ["evaluation"],
     },
+    "gemma": {
+        "full_finetune_distributed": ["2B_full", "7B_full"],
+        "lora_finetune_single_device": ["2B_lora_single_device", "2B_qlora_single_device", "7B_lora_single_device",
+                                        "7B_qlora_single_device"],
+        "lora_finetune_distributed": ["2B_lora", "7B_lora"],
+        "eleuther_eval": ["evaluation"],
+    },
+    "gemma2": {
+        "full_finetune_distributed": ["2B_full", "9B_full", "27B_full"],
+        "lora_finetune_single_device": ["2B_lora_single_device", "2B_qlora_single_device", "9B_lora_single_device",
+                                        "9B_qlora_single_device", "27B_lora_single_device", "27B_qlora_single_device"],
+        "lora_finetune_distributed": ["2B_lora", "9B_lora", "27B_lora"],
+    },
+    "gemma3": {
+        # Not in torchtune 0.6.1: Gemma 2 2B's hyper-parameters for the text-only 270M and 1B checkpoints.
+        "full_finetune_distributed": ["270M_full", "1B_full"],
+        "lora_finetune_single_device": ["270M_lora_single_device", "270M_qlora_single_device", "1B_lora_single_device",
+                                        "1B_qlora_single_device"],
+        "lora_finetune_distributed": ["270M_lora", "1B_lora"],
+        "eleuther_eval": ["evaluation"],
+    },
     "mistral": {
         "full_finetune_single_device": ["7B_full_low_memory"],
         "full_finetune_distributed": ["7B_full"],

@@ -96,7 +96,8 @@ def test_a_failing_rank_stops_the_job_and_its_error_is_shown_once(assets, tmp_pa
     assert proc.returncode != 0, output
     assert time.monotonic() - start < 60, "a rank waited on the failed one"
     assert output.count(f"Checkpoint shard not found: {assets['ckpt'] / missing}") == 1, output
-    # Only rank 0 reads the checkpoint: its traceback is the one shown, and the launcher's summary
-    # names the failed ranks without claiming an exit order (a race).
-    assert output.count("[rank0] failed:") == 1, output
+    # Only rank 0 reads the checkpoint: a missing shard is an anticipated failure, shown as one
+    # line without a traceback; the launcher's summary names the failed ranks without claiming an
+    # exit order (a race).
+    assert output.count("[rank0] error: Checkpoint shard not found") == 1 and "Traceback" not in output, output
     assert "lora_finetune_distributed failed (rank " in output, output

@@ -1,5 +1,7 @@
 import argparse
+import os
 import runpy
+import shlex
 import sys
 from pathlib import Path
 from typing import List, Optional, Tuple
@@ -8,6 +10,10 @@ from torchtune import _recipe_registry
 from torchtune._cli.subcommand import CLIError, Subcommand
 from torchtune._recipe_registry import Recipe
 from torchtune.config._component import did_you_mean
+
+# The command line of this `tune run`, for the resume command a stopped run prints.
+RUN_COMMAND_ENV = "TUNE_RUN_COMMAND"
+_FORWARDED_SIGNALS = "SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1"
 
 _USAGE = "tune run [TORCHRUN-OPTIONS] <recipe> --config <config> [key=value ...] [~key ...]"
 
@@ -102,13 +108,23 @@ def _run_in_process(path: Path, recipe_args: List[str]) -> int:
 
 
 def _run_distributed(args: argparse.Namespace, path: Path, recipe_args: List[str]) -> int:
+    from torch.distributed.elastic.multiprocessing import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import run as torchrun
 
     args.training_script = str(path)
     args.training_script_args = recipe_args
+    # torchrun's agent passes the signals it handles on to every rank (each rank runs in its own
+    # session, so only this process gets a scheduler's or a terminal's signal); SIGUSR1, which
+    # schedulers send ahead of a kill, is not in its default list.
+    os.environ.setdefault("TORCHELASTIC_SIGNALS_TO_HANDLE", _FORWARDED_SIGNALS)
     try:
         torchrun(args)
+    except SignalException as err:
+        # The ranks got the signal, saved and exited (rank 0 printed the resume command), or
+        # were killed by a second signal.
+        print(f"tune run: {path.stem} stopped by {err.sigval.name}", file=sys.stderr)
+        return 128 + int(err.sigval)
     except ChildFailedError as err:
         # The first rank to fail printed its own traceback (see training.record_rank_errors); the
         # order in which ranks *exit* is a race, so it is not used to name the culprit here.
@@ -141,6 +157,8 @@ class RunCommand(Subcommand):
             CLIError: for an unknown recipe or config, or a single-device recipe asked to run
                 on several processes.
         """
+        # Recorded for the ranks, which print the command that resumes a stopped run.
+        os.environ[RUN_COMMAND_ENV] = shlex.join(["tune", "run", *argv])
         if argv and not argv[0].startswith("-"):
             # No torchrun options: skip torchrun's parser, which costs a torch import.
             launcher, name, recipe_args = None, argv[0], argv[1:]

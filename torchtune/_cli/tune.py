@@ -1,10 +1,12 @@
 """Entry point of the ``tune`` command (``[project.scripts]`` in pyproject.toml)."""
 
 import argparse
+import os
 import sys
 from typing import List, Optional
 
 from torchtune import __version__
+from torchtune._errors import anticipated_error_types, DEBUG_ENV, report_anticipated
 from torchtune._cli.cat import CatCommand
 from torchtune._cli.cp import CopyCommand
 from torchtune._cli.download import DownloadCommand
@@ -34,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"torchtune {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help=f"show tracebacks of anticipated errors too (same as {DEBUG_ENV}=1); give it first")
     subparsers = parser.add_subparsers(title="commands", metavar="<command>")
     commands = (DownloadCommand, ListCommand, CopyCommand, CatCommand, ValidateCommand, RunCommand)
     for command in commands:
@@ -44,6 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     """Run ``tune`` with ``argv`` (default ``sys.argv[1:]``) and return the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "--debug":
+        # Tracebacks for anticipated failures too; the environment carries it to torchrun's ranks.
+        os.environ[DEBUG_ENV] = "1"
+        argv = argv[1:]
     parser = build_parser()
     verb = argv[0] if argv else ""
     try:
@@ -57,6 +65,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         return args.subcommand.run(args)
     except CLIError as err:
         print(f"tune {verb}: error: {err}", file=sys.stderr)
+        return 1
+    except anticipated_error_types() as err:
+        report_anticipated(err, prefix=f"tune {verb}: error")
         return 1
 
 

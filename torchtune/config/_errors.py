@@ -1,7 +1,9 @@
 from typing import List
 
+from torchtune._errors import TorchtuneError
 
-class InstantiationError(ValueError):
+
+class InstantiationError(TorchtuneError, ValueError):
     """A config node cannot be turned into an object.
 
     Raised for a missing ``_component_``, a dotted path that does not import, or keyword
@@ -9,7 +11,7 @@ class InstantiationError(ValueError):
     """
 
 
-class ConfigError(ValueError):
+class ConfigError(TorchtuneError, ValueError):
     """A config has one or more problems; all of them are collected in ``errors``.
 
     Args:

@@ -3,12 +3,14 @@
 import argparse
 import functools
 import inspect
+import os
 import sys
 from typing import Any, Callable, List, Optional, Sequence
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from torchtune._errors import anticipated_error_types, report_anticipated
 from torchtune.config._component import COMPONENT_KEY, did_you_mean
 from torchtune.config._errors import ConfigError
 from torchtune.config._loading import load_config
@@ -142,7 +144,9 @@ def parse(recipe_main: Callable[..., Any]) -> Callable[..., Any]:
     ``main()`` called without a config parses ``sys.argv``: ``--config`` takes a YAML path or
     a built-in config name, and every further argument is an override (``key=value``,
     ``nested.key=value``, ``~key``, ``key._component_=path``). ``main(cfg)`` with a
-    ``DictConfig`` skips parsing, which tests use.
+    ``DictConfig`` skips parsing, which tests use. Parsed from the command line, an anticipated
+    failure (``torchtune._errors.TorchtuneError``, a missing file) is printed on one line and
+    the process exits with status 1 (``TUNE_DEBUG=1`` adds the traceback).
 
     Example:
         >>> @config.parse
@@ -162,6 +166,15 @@ def parse(recipe_main: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if args and isinstance(args[0], DictConfig):
             return recipe_main(*args, **kwargs)
-        return recipe_main(parse_args(recipe_main), *args, **kwargs)
+        cfg = parse_args(recipe_main)
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            # training.record_rank_errors reports a distributed rank's failure, once per job.
+            return recipe_main(cfg, *args, **kwargs)
+        try:
+            return recipe_main(cfg, *args, **kwargs)
+        except anticipated_error_types() as err:
+            # An anticipated failure (bad config, checkpoint, data...): its message, not a traceback.
+            report_anticipated(err)
+            raise SystemExit(1) from None
 
     return wrapper

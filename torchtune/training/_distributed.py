@@ -13,6 +13,7 @@ from typing import Any, Iterator, Optional, Tuple, Union
 import torch
 import torch.distributed as dist
 
+from torchtune._errors import anticipated_error_types, report_anticipated
 from torchtune.utils._distributed import get_world_size_and_rank
 
 _LAUNCH_ENV = ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE")
@@ -139,7 +140,9 @@ def _report_error(err: BaseException) -> None:
             return
         first = (rank, summary)
     first_rank, first_summary = first
-    if first_rank == rank:
+    if first_rank == rank and isinstance(err, anticipated_error_types()):
+        report_anticipated(err, prefix=f"[rank{rank}] error")
+    elif first_rank == rank:
         text = "".join(traceback.format_exception(type(err), err, err.__traceback__))
         print(f"[rank{rank}] failed:\n{text}", file=sys.stderr, flush=True)
     elif first_summary == summary:
@@ -173,7 +176,8 @@ def record_rank_errors() -> Iterator[None]:
         _report_error(err)
         _destroy_process_group()
         raise SystemExit(1) from None
-    _destroy_process_group()
+    finally:  # also after a SystemExit (a run stopped by a signal, training.TrainingStopped)
+        _destroy_process_group()
 
 
 def _destroy_process_group() -> None:

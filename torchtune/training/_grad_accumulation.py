@@ -144,6 +144,11 @@ class GradientAccumulator:
         self._num_tokens = None
         self._micro_steps = 0
 
+    @property
+    def micro_steps(self) -> int:
+        """Micro-batches accumulated in the current window (0 between optimizer steps)."""
+        return self._micro_steps
+
     def micro_step(self, loss_sum: torch.Tensor, num_tokens: torch.Tensor) -> bool:
         """Record one micro-batch (no host sync).
 

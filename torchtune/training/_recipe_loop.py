@@ -1,16 +1,20 @@
 """The epoch / step loop of the fine-tuning recipes: micro-batches, optimizer steps, metrics, saves."""
 
+import signal
 import time
 from functools import partial
-from typing import Any, Callable, Dict, Iterable, Optional, Tuple
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, Iterator, Optional, Tuple
 
 import torch
 import torch.distributed as dist
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+from torchtune._errors import DataError
 from torchtune.training._activation_offloading import get_act_offloading_ctx_manager
 from torchtune.training._grad_accumulation import check_loss_finite, GradientAccumulator
+from torchtune.training._preemption import agree_on_stop, report_stop, StopSignals, TrainingStopped
 from torchtune.training._recipe_components import optimizer_step, setup_lr_scheduler, setup_profiler, sft_loss_step
 from torchtune.training._recipe_data import get_steps_per_epoch, SFTData
 from torchtune.training._recipe_state import load_sampler_state, RecipeState
@@ -41,6 +45,15 @@ def should_save_mid_epoch(state: RecipeState, steps_per_epoch: int, save_every_n
     """
     return every_n_steps(state.global_step, save_every_n_steps) and state.steps_into_epoch < steps_per_epoch
 
+
+def _next_batch(batches: Iterator) -> Tuple[Optional[Dict[str, torch.Tensor]], Optional[BaseException]]:
+    """The next batch, or ``(None, None)`` at the end of the data, or ``(None, error)`` if reading it failed."""
+    try:
+        return next(batches), None
+    except StopIteration:
+        return None, None
+    except Exception as err:  # any failure to read or collate data; the loop decides what follows
+        return None, err
 
 @torch.no_grad()
 def validation_loss(model: torch.nn.Module, dataloader: Iterable, loss_step: LossStep,
@@ -149,6 +162,13 @@ class TrainLoop:
     with a save. An epoch stops after ``steps_per_epoch`` steps; a resumed run starts at
     ``state.steps_into_epoch``.
 
+    Stopping early (see docs/reliability.md): on SIGTERM, SIGINT or SIGUSR1 the loop finishes the
+    optimizer step it is in, saves a mid-epoch checkpoint (as ``save_every_n_steps`` does), prints
+    the folder and the command that resumes, and raises ``TrainingStopped`` (exit status 128 +
+    signal); a second signal aborts at once. When reading a batch fails (a bad row), the state
+    after the last finished step is saved the same way before the error propagates. Before each
+    micro-batch the ranks all-reduce two flags (signalled, failed), so all stop at the same step.
+
     Args:
         state (RecipeState): the progress, updated as the loop runs.
         data (SFTData): training (and validation) data of this rank.
@@ -164,6 +184,8 @@ class TrainLoop:
             (``get_act_offloading_ctx_manager``). Default False.
         run_val_every_n_steps (Optional[int]): validation cadence; None for none. Default None.
         save_every_n_steps (Optional[int]): mid-epoch save cadence; None for none. Default None.
+        output_dir (Optional[str]): the checkpointer's ``output_dir``, named when a stop signal or a
+            data error ends the run. Default None.
 
     Attributes:
         samples_per_step (int): samples over all ranks per optimizer step.
@@ -173,7 +195,7 @@ class TrainLoop:
                  gradient_accumulation_steps: int, metrics: StepMetrics, profiler: Any,
                  lr_scheduler: Optional[Any] = None, clip_grad_norm: Optional[float] = None, world_size: int = 1,
                  enable_activation_offloading: bool = False, run_val_every_n_steps: Optional[int] = None,
-                 save_every_n_steps: Optional[int] = None) -> None:
+                 save_every_n_steps: Optional[int] = None, output_dir: Optional[str] = None) -> None:
         self.state = state
         self.data = data
         self.device = device
@@ -185,6 +207,8 @@ class TrainLoop:
         self.enable_activation_offloading = enable_activation_offloading
         self.run_val_every_n_steps = run_val_every_n_steps
         self.save_every_n_steps = save_every_n_steps
+        self.output_dir = output_dir
+        self._saved_at_step: Optional[int] = None  # global step of the latest save of this run
         self.accumulator = GradientAccumulator(gradient_accumulation_steps)
         self.samples_per_step = gradient_accumulation_steps * data.dataloader.batch_size * world_size
 
@@ -233,7 +257,8 @@ class TrainLoop:
                    clip_grad_norm=cfg.get("clip_grad_norm", None), world_size=world_size,
                    enable_activation_offloading=cfg.get("enable_activation_offloading", False),
                    run_val_every_n_steps=cfg.get("run_val_every_n_steps", None),
-                   save_every_n_steps=cfg.get("save_every_n_steps", None))
+                   save_every_n_steps=cfg.get("save_every_n_steps", None),
+                   output_dir=OmegaConf.select(cfg, "checkpointer.output_dir", default=None))
 
     def save(self, checkpointer: Any, weights: Dict[str, Any], epoch: int, *, samples_consumed: int,
              intermediate: bool, optimizer_state: Optional[Dict[str, Any]] = None, **save_kwargs: Any) -> None:
@@ -300,40 +325,95 @@ class TrainLoop:
         cleanup_before_training()
         model.train()
         self.profiler.start()
-        for epoch in range(state.epochs_run, state.total_epochs):
-            self.data.sampler.set_epoch(epoch)
-            self.metrics.start_epoch(epoch, self.steps_per_epoch, state.steps_into_epoch)
-            for batch in self.data.dataloader:
-                if state.steps_into_epoch >= self.steps_per_epoch:
-                    break
-                loss, num_tokens = loss_step({k: v.to(self.device, non_blocking=True) for k, v in batch.items()})
-                if optimizer_in_backward:
-                    (loss / num_tokens.clamp(min=1)).backward()  # the optimizer steps inside backward
-                else:
-                    loss.backward()
-                if not self.accumulator.micro_step(loss.detach(), num_tokens):
-                    continue
-                # One optimizer step: normalise gradients by the tokens of the whole window.
-                params = [] if optimizer_in_backward else model.parameters()
-                loss_value, window_tokens = self.accumulator.finish(params)
-                check_loss_finite(loss_value, state.global_step + 1)
-                grad_norm = None if optimizer_in_backward else optimizer_step(optimizer, model, self.clip_grad_norm)
-                if self.lr_scheduler is not None:
-                    self.lr_scheduler.step()
-                state.global_step += 1
-                state.steps_into_epoch += 1
-                self.profiler.step()
-                extra = step_metrics() if step_metrics is not None else None
-                self.metrics.step(state.global_step, loss_value, window_tokens, optimizer, grad_norm, extra)
-                self._validate_if_due(model, loss_step)
-                if should_save_mid_epoch(state, self.steps_per_epoch, self.save_every_n_steps):
-                    save_checkpoint(epoch, samples_consumed=state.steps_into_epoch * self.samples_per_step,
-                                    intermediate=True)
-            self.metrics.end_epoch()
-            state.epochs_run += 1
-            state.steps_into_epoch = 0
-            save_checkpoint(epoch, samples_consumed=0, intermediate=state.epochs_run < state.total_epochs)
+        with StopSignals() as stop:
+            for epoch in range(state.epochs_run, state.total_epochs):
+                self.data.sampler.set_epoch(epoch)
+                self.metrics.start_epoch(epoch, self.steps_per_epoch, state.steps_into_epoch)
+                batches = iter(self.data.dataloader)
+                while state.steps_into_epoch < self.steps_per_epoch:
+                    window_start = self.accumulator.micro_steps == 0
+                    if window_start:
+                        rng_state = torch.get_rng_state()  # what a save before this step records
+                    batch, error = _next_batch(batches)
+                    # Every rank learns whether any was signalled or failed, so all stop at the same step.
+                    signalled, failed = agree_on_stop(stop.signum is not None, error is not None, self.device)
+                    if failed:
+                        self._stop_on_data_error(epoch, error, rng_state, save_checkpoint)
+                    if signalled and window_start:
+                        self._stop_on_signal(stop.signum, epoch, save_checkpoint)
+                    if batch is None:
+                        break
+                    loss, num_tokens = loss_step({k: v.to(self.device, non_blocking=True) for k, v in batch.items()})
+                    if optimizer_in_backward:
+                        (loss / num_tokens.clamp(min=1)).backward()  # the optimizer steps inside backward
+                    else:
+                        loss.backward()
+                    if not self.accumulator.micro_step(loss.detach(), num_tokens):
+                        continue
+                    # One optimizer step: normalise gradients by the tokens of the whole window.
+                    params = [] if optimizer_in_backward else model.parameters()
+                    loss_value, window_tokens = self.accumulator.finish(params)
+                    check_loss_finite(loss_value, state.global_step + 1)
+                    grad_norm = None if optimizer_in_backward else optimizer_step(optimizer, model, self.clip_grad_norm)
+                    if self.lr_scheduler is not None:
+                        self.lr_scheduler.step()
+                    state.global_step += 1
+                    state.steps_into_epoch += 1
+                    self.profiler.step()
+                    extra = step_metrics() if step_metrics is not None else None
+                    self.metrics.step(state.global_step, loss_value, window_tokens, optimizer, grad_norm, extra)
+                    self._validate_if_due(model, loss_step)
+                    if should_save_mid_epoch(state, self.steps_per_epoch, self.save_every_n_steps):
+                        save_checkpoint(epoch, samples_consumed=state.steps_into_epoch * self.samples_per_step,
+                                        intermediate=True)
+                        self._saved_at_step = state.global_step
+                self.metrics.end_epoch()
+                state.epochs_run += 1
+                state.steps_into_epoch = 0
+                save_checkpoint(epoch, samples_consumed=0, intermediate=state.epochs_run < state.total_epochs)
+                self._saved_at_step = state.global_step
+                if state.epochs_run < state.total_epochs and agree_on_stop(stop.signum is not None, False,
+                                                                             self.device)[0]:
+                    self._stop_on_signal(stop.signum, epoch + 1, save_checkpoint)
         self.profiler.stop()
+
+    def _checkpoint_folder(self, epoch: int) -> str:
+        """The folder the latest save of this run wrote (``step_N`` mid-epoch, else ``epoch_N``)."""
+        state = self.state
+        name = f"step_{state.global_step}" if state.steps_into_epoch > 0 else f"epoch_{epoch - 1}"
+        return name if self.output_dir is None else str(Path(self.output_dir) / name)
+
+    def _save_progress(self, epoch: int, save_checkpoint: Callable[..., None]) -> Optional[str]:
+        """Save the state after the last finished step (unless a save already holds it); its folder."""
+        state = self.state
+        if state.global_step == 0:
+            return None
+        if self._saved_at_step != state.global_step and state.steps_into_epoch > 0:
+            save_checkpoint(epoch, samples_consumed=state.steps_into_epoch * self.samples_per_step,
+                            intermediate=True)
+            self._saved_at_step = state.global_step
+        return self._checkpoint_folder(epoch)
+
+    def _stop_on_signal(self, signum: Optional[int], epoch: int, save_checkpoint: Callable[..., None]) -> None:
+        # signum is None on a rank that was not signalled itself but agreed to stop with the others.
+        signum = signum if signum is not None else signal.SIGTERM
+        self.metrics.end_epoch()
+        folder = self._save_progress(epoch, save_checkpoint)
+        report_stop(signal.Signals(signum).name, folder)
+        raise TrainingStopped(signum, folder)
+
+    def _stop_on_data_error(self, epoch: int, error: Optional[BaseException], rng_state: torch.Tensor,
+                            save_checkpoint: Callable[..., None]) -> None:
+        # Reading a batch does not depend on the model: the state after the last finished step
+        # is sound, so it is saved (with the generator as it was then) and the run can resume
+        # once the data is fixed.
+        self.metrics.end_epoch()
+        torch.set_rng_state(rng_state)
+        folder = self._save_progress(epoch, save_checkpoint)
+        report_stop("a data error" if error is not None else "a data error on another rank", folder)
+        if error is not None:
+            raise error
+        raise DataError("another rank failed to read its batch (its error is printed above)")
 
     def _validate_if_due(self, model: torch.nn.Module, loss_step: LossStep) -> None:
         if self.data.val_dataloader is None or not every_n_steps(self.state.global_step, self.run_val_every_n_steps):

@@ -71,7 +71,17 @@ def test_errors_are_reported_once_and_exit_with_status_1(monkeypatch, capsys):
     assert exit_info.value.code == 1
     assert not dist.is_initialized()
     err = capsys.readouterr().err
-    assert err.count("checkpoint shard not found: model-2.safetensors") == 1 and "Traceback" in err
+    # A missing file is an anticipated failure: one line, no traceback (TUNE_DEBUG=1 adds it).
+    assert err.count("checkpoint shard not found: model-2.safetensors") == 1 and "Traceback" not in err
+    assert err.startswith("[rank0] error: checkpoint shard not found"), err
+
+    # Anything else is a bug: its traceback is shown.
+    with pytest.raises(SystemExit):
+        with record_rank_errors():
+            init_distributed(backend="gloo")
+            raise RuntimeError("index " + "out of range")
+    err = capsys.readouterr().err
+    assert err.count("RuntimeError: index out of range") == 1 and "Traceback" in err
 
     # Before the process group exists, only the first process of each machine reports.
     monkeypatch.setenv("LOCAL_RANK", "1")

@@ -122,6 +122,13 @@ _FAMILY_CONFIGS: Dict[str, Dict[str, List[str]]] = {
         "lora_finetune_distributed": ["0.5B_lora", "1.5B_lora", "7B_lora"],
         "eleuther_eval": ["evaluation"],
     },
+    # Ours: any Hugging Face decoder hf_decoder builds from its config.json (docs/hf_models.md).
+    "hf_decoder": {
+        "full_finetune_single_device": ["full_single_device"],
+        "full_finetune_distributed": ["full"],
+        "lora_finetune_single_device": ["lora_single_device", "qlora_single_device"],
+        "lora_finetune_distributed": ["lora"],
+    },
     "qwen3": {
         # torchtune's main branch (no 0.6.1 configs): one LoRA config, as the Qwen2.5 0.5B one.
         "lora_finetune_single_device": ["0.6B_lora_single_device"],

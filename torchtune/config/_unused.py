@@ -1,8 +1,9 @@
 """Warn about config keys that nothing reads: a misspelled key would otherwise be silently ignored."""
 
-from typing import Any, Iterable, List
+import re
+from typing import Any, Iterable, List, Set
 
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from torchtune.config._component import (
@@ -38,13 +39,20 @@ def _component_problems(node: Any, key: str, out: List[str]) -> None:
         _component_problems(child, child_key, out)
 
 
+def _interpolated_top_level_keys(cfg: DictConfig) -> Set[str]:
+    # ``checkpoint_dir: /tmp/model`` used as ``path: ${checkpoint_dir}`` is read through its references.
+    text = OmegaConf.to_yaml(cfg, resolve=False)
+    return set(re.findall(r"\$\{([A-Za-z_][\w]*)", text))
+
+
 def find_unused_keys(cfg: DictConfig, recipe_keys: Iterable[str]) -> List[str]:
     """List the keys of a config that neither the recipe nor any component reads.
 
     A top-level key is read when it is one of ``recipe_keys``; a key inside a node with a
     ``_component_`` when it is a keyword argument of that component (a component taking
-    ``**kwargs`` reads every key). Nodes without ``_component_`` (plain sections such as
-    ``checkpointer.checkpoint_files``) are not checked inside.
+    ``**kwargs`` reads every key). A top-level key that other values interpolate
+    (``${checkpoint_dir}``) is read through them. Nodes without ``_component_`` (plain sections
+    such as ``checkpointer.checkpoint_files``) are not checked inside.
 
     Args:
         cfg (DictConfig): the config, after command-line overrides.
@@ -54,10 +62,11 @@ def find_unused_keys(cfg: DictConfig, recipe_keys: Iterable[str]) -> List[str]:
         List[str]: one message per unread key, naming it and the closest known key.
     """
     known = sorted(set(recipe_keys))
+    referenced = _interpolated_top_level_keys(cfg)
     out = [
         f"config key '{key}' is not read by this recipe{did_you_mean(str(key), known)}"
         for key in cfg.keys()
-        if key not in known
+        if key not in known and key not in referenced
     ]
     _component_problems(cfg, "", out)
     return out

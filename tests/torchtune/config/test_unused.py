@@ -25,6 +25,13 @@ def test_unknown_top_level_key_names_the_closest():
     ]
 
 
+def test_a_top_level_key_read_through_interpolation_is_used():
+    cfg = OmegaConf.create({"checkpoint_dir": "/tmp/m", "model": {"path": "${checkpoint_dir}"}, "checkpoint_dri": 1})
+    assert config.find_unused_keys(cfg, {"model"}) == [
+        "config key 'checkpoint_dri' is not read by this recipe"
+    ]
+
+
 def test_unknown_component_argument_names_the_closest():
     cfg = OmegaConf.create({"model": {"_component_": f"{__name__}.toy_component", "a": 1, "bb": 2}})
     (message,) = config.find_unused_keys(cfg, {"model"})

@@ -29,7 +29,7 @@ def _read_chat_template(folder: Path, config: Mapping[str, Any]) -> Optional[str
 
 
 def _compile(template: str, source: str):
-    import jinja2
+    import jinja2.ext
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     def raise_exception(message: str) -> None:

@@ -13,12 +13,14 @@ from torchtune.modules.peft._utils import (
 )
 from torchtune.modules.peft.dora import DoRALinear
 from torchtune.modules.peft.lora import LoRALinear
+from torchtune.modules.peft.qat_lora import QATLoRALinear
 
 __all__ = [
     "AdapterModule",
     "DoRALinear",
     "LORA_ATTN_MODULES",
     "LoRALinear",
+    "QATLoRALinear",
     "disable_adapter",
     "get_adapter_params",
     "get_adapter_state_dict",

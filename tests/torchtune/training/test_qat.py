@@ -1,0 +1,124 @@
+"""QAT quantizers: the fake-quantized model computes what the converted (really quantized) model computes,
+LoRA layers fake-quantize their merged weight, the delay switches fake quantization by optimizer step, and
+QAT then convert beats post-training quantization of the same model trained without QAT.
+
+The converted models are checked against the post-training quantizers, whose grids
+``test_quantization.py`` checks against hand-computed quantization."""
+
+import copy
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from torchtune.models.llama2 import llama2, lora_llama2
+from torchtune.modules.peft import get_merged_lora_ckpt, QATLoRALinear
+from torchtune.training.quantization import (
+    FakeQuantizeAfterNSteps,
+    get_quantizer_mode,
+    Int4WeightOnlyQATQuantizer,
+    Int4WeightOnlyQATQuantizerModuleSwap,
+    Int4WeightOnlyQuantizer,
+    Int8DynActInt4WeightQATQuantizer,
+    Int8DynActInt4WeightQATQuantizerModuleSwap,
+    Int8DynActInt4WeightQuantizer,
+    set_fake_quantize_enabled,
+)
+
+DIMS = dict(vocab_size=128, num_layers=2, num_heads=4, num_kv_heads=4, embed_dim=64, max_seq_len=64,
+            intermediate_dim=128)
+QAT = [Int8DynActInt4WeightQATQuantizer(groupsize=32), Int4WeightOnlyQATQuantizer(groupsize=32)]
+PTQ = [Int8DynActInt4WeightQuantizer(groupsize=32), Int4WeightOnlyQuantizer(groupsize=32)]
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return llama2(**DIMS).eval()
+
+
+@pytest.mark.parametrize("qat, ptq", list(zip(QAT, PTQ)), ids=["8da4w", "4w"])
+def test_fake_quantized_forward_equals_the_converted_and_the_post_training_quantized_model(model, qat, ptq):
+    tokens = torch.randint(0, DIMS["vocab_size"], (2, 16))
+    prepared = qat.prepare(copy.deepcopy(model))
+    assert set(prepared.state_dict()) == set(model.state_dict())  # QAT checkpoints are float checkpoints
+    with torch.no_grad():
+        fake, float_logits = prepared(tokens), model(tokens)
+        converted = qat.convert(prepared)(tokens)
+        post_training = ptq.quantize(copy.deepcopy(model))(tokens)
+    torch.testing.assert_close(fake, converted, atol=1e-5, rtol=0)
+    torch.testing.assert_close(converted, post_training, atol=0, rtol=0)
+    assert (fake - float_logits).abs().max() > 1e-2  # the simulation is not a no-op
+
+    # Switched off, the prepared model is the float model.
+    off = qat.prepare(copy.deepcopy(model))
+    assert set_fake_quantize_enabled(off, False) > 0
+    with torch.no_grad():
+        torch.testing.assert_close(off(tokens), float_logits, atol=1e-6, rtol=0)
+
+
+def test_qat_lora_fake_quantizes_the_merged_weight_and_trains_only_the_adapters():
+    torch.manual_seed(0)
+    lora = lora_llama2(lora_attn_modules=["q_proj", "v_proj"], apply_lora_to_mlp=True, lora_rank=4, lora_alpha=8,
+                       **DIMS).eval()
+    with torch.no_grad():
+        for name, p in lora.named_parameters():
+            if "lora_b" in name:
+                p.normal_(0, 0.05)  # a trained adapter, so merging changes the weights
+    state = {k: v.clone() for k, v in lora.state_dict().items()}
+    quantizer = Int8DynActInt4WeightQATQuantizer(groupsize=32)
+    quantizer.prepare(lora)
+    assert isinstance(lora.layers[0].attn.q_proj, QATLoRALinear)
+    assert set(lora.state_dict()) == set(state)
+    tokens = torch.randint(0, DIMS["vocab_size"], (2, 16))
+    with torch.no_grad():
+        fake = lora(tokens)
+    merged = llama2(**DIMS).eval()
+    merged.load_state_dict(get_merged_lora_ckpt(state, rank=4, alpha=8))
+    with torch.no_grad():
+        torch.testing.assert_close(fake, quantizer.convert(merged)(tokens), atol=1e-5, rtol=0)
+
+    # The straight-through gradient reaches both adapter matrices.
+    F.cross_entropy(lora(tokens).flatten(0, 1), tokens.flatten()).backward()
+    q_proj = lora.layers[0].attn.q_proj
+    assert q_proj.lora_a.weight.grad.abs().sum() > 0 and q_proj.lora_b.weight.grad.abs().sum() > 0
+
+
+def test_fake_quantize_after_n_steps_follows_the_global_step(model):
+    prepared = Int8DynActInt4WeightQATQuantizer(groupsize=32).prepare(copy.deepcopy(model))
+    state = SimpleNamespace(global_step=0)
+    calls = []
+    step = FakeQuantizeAfterNSteps(state, after_n_steps=2, loss_step=lambda *a: calls.append(a) or "out")
+
+    def enabled():
+        return {m.weight_fake_quantizer.enabled for m in prepared.modules() if hasattr(m, "weight_fake_quantizer")}
+
+    for global_step, expected in ((0, {False}), (1, {False}), (2, {True}), (3, {True})):
+        state.global_step = global_step
+        assert step(prepared, None, {}, None) == "out"
+        assert enabled() == expected, global_step
+    # A run resumed at step 5 starts with fake quantization on.
+    resumed = FakeQuantizeAfterNSteps(SimpleNamespace(global_step=5), after_n_steps=2, loss_step=lambda *a: None)
+    set_fake_quantize_enabled(prepared, False)
+    resumed(prepared, None, {}, None)
+    assert enabled() == {True}
+
+
+def test_modes_and_bad_settings():
+    assert [get_quantizer_mode(q) for q in QAT] == ["8da4w-qat", "4w-qat"]
+    assert get_quantizer_mode(Int8DynActInt4WeightQATQuantizerModuleSwap()) == "8da4w-qat-module-swap"
+    assert get_quantizer_mode(Int4WeightOnlyQATQuantizerModuleSwap()) == "4w-qat-module-swap"
+    with pytest.raises(ValueError, match="groupsize=48 must divide"):
+        Int8DynActInt4WeightQATQuantizer(groupsize=48).prepare(llama2(**DIMS))
+    with pytest.raises(ValueError, match="groupsize must be one of"):
+        Int4WeightOnlyQATQuantizer(groupsize=48)
+    with pytest.raises(ValueError, match="padding_allowed"):
+        Int8DynActInt4WeightQATQuantizer(padding_allowed=True)
+    with pytest.raises(ValueError, match="lora_dropout=0.0"):
+        QATLoRALinear(64, 64, rank=4, alpha=8, dropout=0.1)
+    with pytest.raises(ValueError, match="merge the LoRA adapters first"):
+        Int8DynActInt4WeightQATQuantizer(groupsize=32).convert(
+            lora_llama2(lora_attn_modules=["q_proj"], lora_rank=4, lora_alpha=8, **DIMS))
+    with pytest.raises(ValueError, match="fake_quant_after_n_steps"):
+        FakeQuantizeAfterNSteps(SimpleNamespace(global_step=0), after_n_steps=-1)

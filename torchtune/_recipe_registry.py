@@ -65,6 +65,8 @@ _FAMILY_CONFIGS: Dict[str, Dict[str, List[str]]] = {
         "full_finetune_distributed": ["7B_full", "13B_full"],
         "lora_finetune_single_device": ["7B_lora_single_device", "7B_qlora_single_device", "13B_qlora_single_device"],
         "lora_finetune_distributed": ["7B_lora", "13B_lora", "70B_lora", "7B_qlora", "70B_qlora"],
+        "lora_dpo_single_device": ["7B_lora_dpo_single_device"],
+        "lora_dpo_distributed": ["7B_lora_dpo"],
     },
     "code_llama2": {
         "full_finetune_single_device": ["7B_full_low_memory"],
@@ -84,6 +86,9 @@ _FAMILY_CONFIGS: Dict[str, Dict[str, List[str]]] = {
         "full_finetune_distributed": ["8B_full", "70B_full"],
         "lora_finetune_single_device": ["8B_lora_single_device", "8B_qlora_single_device"],
         "lora_finetune_distributed": ["8B_lora", "70B_lora", "405B_qlora"],
+        "lora_dpo_single_device": ["8B_lora_dpo_single_device"],
+        "lora_dpo_distributed": ["8B_lora_dpo"],
+        "full_dpo_distributed": ["8B_full_dpo"],
     },
     "llama3_2": {
         "full_finetune_single_device": ["1B_full_single_device", "3B_full_single_device"],
@@ -100,6 +105,9 @@ _FAMILY_CONFIGS: Dict[str, Dict[str, List[str]]] = {
     },
     "demo": {
         "lora_finetune_single_device": ["tiny_llama_lora"],
+        "lora_dpo_single_device": ["tiny_llama_lora_dpo_single_device"],
+        "lora_dpo_distributed": ["tiny_llama_lora_dpo"],
+        "full_dpo_distributed": ["tiny_llama_full_dpo"],
     },
     "phi3": {
         "full_finetune_single_device": ["mini_full_low_memory"],
@@ -185,6 +193,9 @@ _RECIPES = [
     ("full_finetune_distributed", True),
     ("lora_finetune_single_device", False),
     ("lora_finetune_distributed", True),
+    ("lora_dpo_single_device", False),
+    ("lora_dpo_distributed", True),
+    ("full_dpo_distributed", True),
     ("generate", False),
     ("quantize", False),
     ("eleuther_eval", False),

@@ -57,8 +57,21 @@ from torchtune.training._recipe_components import (
 )
 from torchtune.training._recipe_config import DISTRIBUTED_CONFIG_KEYS, FINETUNE_CONFIG_KEYS
 from torchtune.training._recipe_data import build_sft_dataloader, get_steps_per_epoch, setup_sft_data, SFTData
-from torchtune.training._recipe_fsdp import gather_for_checkpoint, init_meta_buffers, shard_from_config
+from torchtune.training._recipe_fsdp import (
+    gather_for_checkpoint,
+    init_distributed_from_config,
+    init_meta_buffers,
+    shard_from_config,
+)
 from torchtune.training._recipe_lora import load_lora_weights, lora_checkpoint_state
+from torchtune.training._recipe_preference import (
+    frozen_reference,
+    lora_reference,
+    padded_collate_preference,
+    preference_loss_step,
+    PreferenceMetrics,
+    setup_preference_data,
+)
 from torchtune.training._recipe_loop import (
     every_n_steps,
     should_save_mid_epoch,
@@ -233,6 +246,14 @@ __all__ = [
     "sft_loss_step",
     "should_save_mid_epoch",
     "validation_loss",
+    "init_distributed_from_config",
+    # Preference (DPO-family) recipes
+    "PreferenceMetrics",
+    "frozen_reference",
+    "lora_reference",
+    "padded_collate_preference",
+    "preference_loss_step",
+    "setup_preference_data",
 ]
 
 

@@ -3,7 +3,7 @@
 import time
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Optional, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 from omegaconf import DictConfig, ListConfig
 from torch.utils.data import ConcatDataset, DataLoader
@@ -28,6 +28,7 @@ def build_sft_dataloader(
     group_by_length: bool = False,
     num_replicas: int = 1,
     rank: int = 0,
+    collate_fn: Optional[Callable] = None,
 ) -> Tuple[StatefulDistributedSampler, DataLoader]:
     """Build the dataset(s) of a config node and the resumable sampler and DataLoader over them.
 
@@ -42,6 +43,8 @@ def build_sft_dataloader(
             reads every sample once to measure it. Default False.
         num_replicas (int): number of data-parallel ranks. Default 1.
         rank (int): this rank. Default 0.
+        collate_fn (Optional[Callable]): batches the samples (preference pairs:
+            ``training.padded_collate_preference``); None for the SFT collates below. Default None.
 
     Returns:
         Tuple[StatefulDistributedSampler, DataLoader]: the sampler (for ``set_epoch`` and resuming)
@@ -71,7 +74,7 @@ def build_sft_dataloader(
     else:
         sampler = StatefulDistributedSampler(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle,
                                              seed=seed)
-    collate = (
+    collate = collate_fn or (
         padded_collate_packed
         if packed
         else partial(padded_collate_sft, padding_idx=tokenizer.pad_id, ignore_idx=ignore_index)

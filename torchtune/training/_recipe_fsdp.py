@@ -100,3 +100,30 @@ def gather_for_checkpoint(
     if with_optimizer:
         opt_sd = get_full_optimizer_state_dict(model, optimizer, is_rank_zero, device=gather_device)
     return model_sd, opt_sd
+
+
+def init_distributed_from_config(cfg: DictConfig) -> None:
+    """Start the process group of a distributed recipe from its config, before anything else can fail.
+
+    Reads ``device``, ``distributed_backend`` (default: nccl on CUDA, gloo on CPU), ``fsdp_cpu_offload``
+    and ``distributed_timeout_s``. On CPU (or with CPU offload) each rank gets an equal share of the
+    machine's cores, as ranks on one machine share them.
+
+    Args:
+        cfg (DictConfig): the recipe config.
+
+    Raises:
+        RuntimeError: if the config asks for CUDA and none is available (before nccl fails to start).
+    """
+    from torchtune import utils  # deferred: torchtune.utils is imported after torchtune.training here
+    from torchtune.training._distributed import get_distributed_backend, init_distributed, set_torch_num_threads
+
+    device_type = torch.device(cfg.device).type if cfg.get("device") else utils.get_device().type
+    if device_type == "cuda" and not torch.cuda.is_available():
+        utils.get_device(cfg.device)  # raises "CUDA is not available"
+    backend = cfg.get("distributed_backend", None) or get_distributed_backend(
+        device_type, offload_ops_to_cpu=cfg.get("fsdp_cpu_offload", False)
+    )
+    init_distributed(backend=backend, timeout=cfg.get("distributed_timeout_s", None))
+    if device_type == "cpu" or cfg.get("fsdp_cpu_offload", False):
+        set_torch_num_threads()

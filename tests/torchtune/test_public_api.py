@@ -88,6 +88,11 @@ ADDITIONS: Dict[str, str] = {
     "torchtune.models.mistral.mistral(sliding_window)": "Mistral's sliding-window attention",
     "torchtune.models.mistral.mistral_classifier(sliding_window)": "Mistral's sliding-window attention",
     "torchtune.modules.MultiHeadAttention.__init__(sliding_window)": "sliding-window attention (Mistral, Gemma 2)",
+    "torchtune.modules.MultiHeadAttention.__init__(attn_bias)": "block library: additive position bias (ALiBi, T5)",
+    "torchtune.modules.MultiHeadAttention.__init__(backend)": "block library: attention backend (flex, chunked, math)",
+    "torchtune.modules.TransformerDecoder.__init__(post_embedding)":
+        "block library: absolute positions / post-embedding norm",
+    "torchtune.modules.TransformerDecoder.__init__(memory_tokens)": "block library: learned memory tokens",
     "torchtune.modules.MultiHeadAttention.__init__(scale)": "Gemma 2 / 3 query_pre_attn_scalar",
     "torchtune.modules.MultiHeadAttention.__init__(logit_softcapping)": "Gemma 2 attention-score soft-capping",
     "torchtune.modules.TransformerDecoder.__init__(output_softcapping)": "Gemma 2 final logit soft-capping",
@@ -98,6 +103,7 @@ ADDITIONS: Dict[str, str] = {
     "torchtune.modules.loss.ForwardKLWithChunkedOutputLoss.forward(normalize)": _KD_SUM,
     "torchtune.modules.loss.ReverseKLWithChunkedOutputLoss.forward(normalize)": _KD_SUM,
     "torchtune.modules.loss.SymmetricKLWithChunkedOutputLoss.forward(normalize)": _KD_SUM,
+    "torchtune.modules.peft.QATLoRALinear.__init__(use_bias)": "a frozen base bias, as LoRALinear takes (Qwen2's q/k/v)",
     "torchtune.modules.peft.validate_missing_and_unexpected_for_lora(state_dict_keys)":
         "check without the LoRA config: adapter keys restricted to the model's own keys",
     "torchtune.modules.transforms.tokenizers.GPT2BaseTokenizer.__init__(pattern)":
@@ -166,11 +172,9 @@ NOT_YET_PRESENT: Dict[str, str] = {
     "torchtune.datasets.multimodal": _MULTIMODAL,
     "torchtune.modules.LayerDropout": "layer-skip (early exit) issue",
     "torchtune.modules.prepare_layer_dropout": "layer-skip (early exit) issue",
-    "torchtune.modules.TransformerCrossAttentionLayer": _MULTIMODAL,
     "torchtune.modules.VectorQuantizedEmbeddings": "Flux autoencoder issue",
     "torchtune.modules.VisionRotaryPositionalEmbeddings": _MULTIMODAL,
     "torchtune.modules.VisionTransformer": _MULTIMODAL,
-    "torchtune.modules.peft.QATLoRALinear": "QAT issue",
     "torchtune.modules.transforms.VisionCrossAttentionMask": _MULTIMODAL,
     "torchtune.training.DistributedCheckpointer": "distributed (DCP) checkpointing issue",
     "torchtune.training.checkpointing.DistributedCheckpointer": "distributed (DCP) checkpointing issue",

@@ -27,7 +27,27 @@ from torchtune.modules.position_embeddings import RotaryPositionalEmbeddings
 from torchtune.modules.rms_norm import RMSNorm
 from torchtune.modules.tanh_gate import TanhGate
 from torchtune.modules.tied_linear import TiedLinear
-from torchtune.modules.transformer import TransformerDecoder, TransformerSelfAttentionLayer
+from torchtune.modules.transformer import (
+    TransformerCrossAttentionLayer,
+    TransformerDecoder,
+    TransformerSelfAttentionLayer,
+)
+from torchtune.modules.attention_backends import ChunkedBackend, FlexBackend, MathBackend, SDPABackend
+from torchtune.modules.block_layers import ParallelTransformerLayer, ReLUSquared, TransformerBlockLayer
+from torchtune.modules.input_embeddings import (
+    L2NormEmbedding,
+    LearnedPositionalEmbedding,
+    MemoryTokens,
+    PostEmbedding,
+    SinusoidalPositionalEmbedding,
+)
+from torchtune.modules.linear_attention import LinearAttention, LinearAttentionState
+from torchtune.modules.position_bias import (
+    ALiBiPositionBias,
+    PartialRotaryPositionalEmbeddings,
+    T5RelativePositionBias,
+    alibi_slopes,
+)
 
 __all__ = [
     "Fp32LayerNorm",
@@ -42,6 +62,7 @@ __all__ = [
     "RotaryPositionalEmbeddings",
     "RMSNorm",
     "TiedLinear",
+    "TransformerCrossAttentionLayer",
     "TransformerDecoder",
     "TransformerSelfAttentionLayer",
     "block_causal_mask",
@@ -57,4 +78,23 @@ __all__ = [
     "build_self_attention",
     "dense_linear",
     "frozen_nf4_linear",
+    # The block library (docs/blocks.md; not in torchtune v0.6.1).
+    "ALiBiPositionBias",
+    "ChunkedBackend",
+    "FlexBackend",
+    "L2NormEmbedding",
+    "LearnedPositionalEmbedding",
+    "LinearAttention",
+    "LinearAttentionState",
+    "MathBackend",
+    "MemoryTokens",
+    "ParallelTransformerLayer",
+    "PartialRotaryPositionalEmbeddings",
+    "PostEmbedding",
+    "ReLUSquared",
+    "SDPABackend",
+    "SinusoidalPositionalEmbedding",
+    "T5RelativePositionBias",
+    "TransformerBlockLayer",
+    "alibi_slopes",
 ]

@@ -44,6 +44,14 @@ class MultiHeadAttention(nn.Module):
         logit_softcapping (Optional[float]): if set, scores become ``cap * tanh(scores / cap)``
             before masking and softmax (Gemma 2: 50); computed by
             :func:`~torchtune.modules.softcapping.softcapped_attention` instead of SDPA. Default None.
+        attn_bias (Optional[nn.Module]): additive score bias from positions,
+            ``attn_bias(q_pos [b, s_q], k_pos [b, s_kv]) -> [b, n_h, s_q, s_kv]`` (ALiBi, T5's
+            relative bias; see :mod:`torchtune.modules.position_bias`), added after scaling.
+            Positions are ``input_pos`` (per document in a packed batch) and the cache slots
+            while decoding. Default None.
+        backend (Optional[nn.Module]): the attention core, called as ``backend(q, k, v, *, mask,
+            is_causal, dropout_p, scale, softcap)`` (see :mod:`torchtune.modules.attention_backends`);
+            SDPA if None. Default None.
 
     Raises:
         ValueError: if ``num_heads`` is not divisible by ``num_kv_heads``, ``embed_dim`` not by
@@ -71,6 +79,8 @@ class MultiHeadAttention(nn.Module):
         sliding_window: Optional[int] = None,
         scale: Optional[float] = None,
         logit_softcapping: Optional[float] = None,
+        attn_bias: Optional[nn.Module] = None,
+        backend: Optional[nn.Module] = None,
     ) -> None:
         super().__init__()
         if num_heads % num_kv_heads != 0:
@@ -95,6 +105,8 @@ class MultiHeadAttention(nn.Module):
         self.sliding_window = sliding_window
         self.scale = scale
         self.logit_softcapping = logit_softcapping
+        self.attn_bias = attn_bias
+        self.backend = backend
         self.q_proj = q_proj
         self.k_proj = k_proj
         self.v_proj = v_proj
@@ -142,7 +154,8 @@ class MultiHeadAttention(nn.Module):
         Args:
             x (torch.Tensor): queries' input ``[b, s_x, d]``.
             y (Optional[torch.Tensor]): keys'/values' input ``[b, s_y, d]``; ``x`` if None
-                (self-attention).
+                (self-attention), except in a non-causal (cross-)attention decoding with its cache,
+                where None reuses the keys/values cached from the last ``y``.
             mask (Optional[torch.Tensor]): boolean ``[b, s_x, s_kv]`` (True = attend), for packed
                 sequences or decoding with a cache; causal attention is used when None.
             input_pos (Optional[torch.Tensor]): positions ``[b, s_x]`` of the tokens, for RoPE.
@@ -151,26 +164,40 @@ class MultiHeadAttention(nn.Module):
             torch.Tensor: ``[b, s_x, d]``.
         """
         b, s_x, _ = x.shape
+        use_cache = self.kv_cache is not None and self.cache_enabled
+        # Cross-attention (not causal) while decoding with y=None: the keys/values cached from the
+        # encoder output are reused.
+        reuse_kv = y is None and use_cache and not self.is_causal
         y = x if y is None else y
         s_y = y.shape[1]
 
         q = self.q_proj(x).view(b, s_x, self.num_heads, self.head_dim)
-        k = self.k_proj(y).view(b, s_y, self.num_kv_heads, self.head_dim)
-        v = self.v_proj(y).view(b, s_y, self.num_kv_heads, self.head_dim)
+        # q/k norms before RoPE, as Qwen3, Gemma 3 and OLMo 2 do: the norm's per-channel scale does
+        # not commute with the rotation.
         if self.q_norm is not None:
-            # Before RoPE, as Qwen3, Gemma 3 and OLMo 2 do: the norm's per-channel scale does not
-            # commute with the rotation.
             q = self.q_norm(q)
-            k = self.k_norm(k)
         if self.pos_embeddings is not None:
             q = self.pos_embeddings(q, input_pos=input_pos)
-            k = self.pos_embeddings(k, input_pos=input_pos)
-        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [b, n_h, s, h_d]
+        q = q.transpose(1, 2)  # [b, n_h, s_x, h_d]
+        if not reuse_kv:
+            k = self.k_proj(y).view(b, s_y, self.num_kv_heads, self.head_dim)
+            v = self.v_proj(y).view(b, s_y, self.num_kv_heads, self.head_dim)
+            if self.k_norm is not None:
+                k = self.k_norm(k)
+            if self.pos_embeddings is not None:
+                k = self.pos_embeddings(k, input_pos=input_pos)
+            k, v = k.transpose(1, 2), v.transpose(1, 2)  # [b, n_kv, s_y, h_d]
 
-        use_cache = self.kv_cache is not None and self.cache_enabled
         # Index of the first query in the key axis: its cache slot while decoding, else 0.
-        q_start = self.kv_cache.size if use_cache and self.sliding_window is not None else 0
-        if use_cache:
+        q_start = self.kv_cache.size if use_cache and (self.sliding_window is not None or self.attn_bias is not None) else 0
+        if use_cache and not self.is_causal:
+            # Cross-attention: the cache holds one encoder output, written when it is given.
+            if not reuse_kv:
+                self.kv_cache.reset()
+                self.kv_cache.update(k, v)
+            n = self.kv_cache.size
+            k, v = self.kv_cache.k_cache[:b, :, :n], self.kv_cache.v_cache[:b, :, :n]  # [b, n_kv, s_e, h_d]
+        elif use_cache:
             k, v = self.kv_cache.update(k, v)  # [b, n_kv, max_seq_len, h_d]
 
         if self.sliding_window is not None:
@@ -179,7 +206,14 @@ class MultiHeadAttention(nn.Module):
             mask = mask[:, None, :, :]  # broadcast over heads
         dropout_p = self.attn_dropout if self.training else 0.0
         is_causal = mask is None and self.is_causal and not use_cache
-        if self.logit_softcapping is not None:  # no SDPA kernel caps the scores
+        if self.attn_bias is not None:
+            mask = self._biased_mask(mask, is_causal, input_pos, q_start, s_x, k.shape[2], use_cache, x.device)
+            mask = mask.to(q.dtype)  # SDPA wants a float mask in the queries' dtype
+            is_causal = False
+        if self.backend is not None:
+            out = self.backend(q, k, v, mask=mask, is_causal=is_causal, dropout_p=dropout_p, scale=self.scale,
+                               softcap=self.logit_softcapping)
+        elif self.logit_softcapping is not None:  # no SDPA kernel caps the scores
             out = softcapped_attention(q, k, v, softcap=self.logit_softcapping, scale=self.scale, attn_mask=mask,
                                        is_causal=is_causal, dropout_p=dropout_p)
         else:
@@ -195,6 +229,33 @@ class MultiHeadAttention(nn.Module):
             )  # [b, n_h, s_x, h_d]
         out = out.transpose(1, 2).reshape(b, s_x, self.num_heads * self.head_dim)
         return self.output_proj(out)
+
+    def _biased_mask(
+        self,
+        mask: Optional[torch.Tensor],
+        is_causal: bool,
+        input_pos: Optional[torch.Tensor],
+        q_start: int,
+        s_q: int,
+        s_kv: int,
+        use_cache: bool,
+        device: torch.device,
+    ) -> torch.Tensor:
+        """``attn_bias`` of the query and key positions, with the (causal or given) mask as -inf: ``[b, n_h, s_q, s_kv]``."""
+        if input_pos is None:
+            q_pos = torch.arange(q_start, q_start + s_q, device=device)[None]
+        else:
+            q_pos = input_pos if input_pos.dim() == 2 else input_pos[None]
+        # Cached keys sit at their positions' slots; without a cache, keys are the queries' tokens.
+        k_pos = q_pos if not use_cache and s_kv == s_q else torch.arange(s_kv, device=device)[None]
+        bias = self.attn_bias(q_pos, k_pos)  # [b or 1, n_h, s_q, s_kv]
+        if is_causal:
+            mask = torch.ones(s_q, s_kv, dtype=torch.bool, device=device).tril_()
+        if mask is None:
+            return bias
+        if mask.dtype == torch.bool:
+            return bias.masked_fill(~mask, float("-inf"))
+        return bias + mask
 
     def _windowed_mask(
         self, mask: Optional[_MaskType], s_q: int, s_kv: int, q_start: int, device: torch.device

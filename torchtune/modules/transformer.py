@@ -1,5 +1,5 @@
 import copy
-from typing import Callable, List, Optional, Union
+from typing import Callable, Dict, List, Optional, Union
 
 import torch
 from torch import nn
@@ -98,6 +98,13 @@ class TransformerDecoder(nn.Module):
         output_hidden_states (Optional[List[int]]): indices of layers whose inputs are also returned.
         output_softcapping (Optional[float]): if set, logits become ``cap * tanh(logits / cap)``
             (Gemma 2: 30), also chunk by chunk and inside ``LinearCrossEntropyLoss``. Default None.
+        post_embedding (Optional[nn.Module]): applied to the embedded sequence before the first
+            layer as ``post_embedding(h, input_pos=input_pos)``: absolute positions, a
+            post-embedding norm (:class:`~torchtune.modules.input_embeddings.PostEmbedding`). Default None.
+        memory_tokens (Optional[nn.Module]): learned vectors prepended to the embedded sequence and
+            dropped before the output (:class:`~torchtune.modules.input_embeddings.MemoryTokens`);
+            they take positions ``0 .. m - 1`` and need a causal batch (no mask, no ``input_pos``
+            on the call that writes them). Default None.
 
     Raises:
         ValueError: if ``layers`` is one module and ``num_layers`` is not given.
@@ -116,6 +123,8 @@ class TransformerDecoder(nn.Module):
         num_layers: Optional[int] = None,
         output_hidden_states: Optional[List[int]] = None,
         output_softcapping: Optional[float] = None,
+        post_embedding: Optional[nn.Module] = None,
+        memory_tokens: Optional[nn.Module] = None,
     ) -> None:
         super().__init__()
         if isinstance(layers, nn.ModuleList):
@@ -132,6 +141,8 @@ class TransformerDecoder(nn.Module):
         self.output = output
         self.output_hidden_states = output_hidden_states or []
         self.output_softcapping = output_softcapping
+        self.post_embedding = post_embedding
+        self.memory_tokens = memory_tokens
         self.max_seq_len = max_seq_len
         self.num_heads = num_heads
         self.head_dim = head_dim
@@ -281,7 +292,15 @@ class TransformerDecoder(nn.Module):
         """
         if tokens.dim() != 2:
             raise ValueError(f"tokens must have shape [batch_size, seq_len], got {tuple(tokens.shape)}")
-        seq_len = tokens.shape[1]
+        h = self.tok_embeddings(tokens)
+        num_memory = 0
+        if self.memory_tokens is not None and not (self.caches_are_enabled() and self._cache_position() > 0):
+            if mask is not None or input_pos is not None:
+                raise ValueError("memory tokens need a causal batch: pass no mask and no input_pos "
+                                 "(packed batches cannot carry memory tokens)")
+            h = self.memory_tokens(h)  # [b, m + s, d]
+            num_memory = h.shape[1] - tokens.shape[1]
+        seq_len = h.shape[1]
         if seq_len > self.max_seq_len:
             raise ValueError(
                 f"seq_len ({seq_len}) of input tokens exceeds max_seq_len ({self.max_seq_len})"
@@ -301,12 +320,112 @@ class TransformerDecoder(nn.Module):
         if encoder_mask is not None:
             encoder_kwargs["encoder_mask"] = encoder_mask
 
-        h = self.tok_embeddings(tokens)
+        if self.post_embedding is not None:
+            h = self.post_embedding(h, input_pos=input_pos)
         hidden = []
         for i, layer in enumerate(self.layers):
             if i in self.output_hidden_states:
                 hidden.append(h)
             h = layer(h, mask=mask, input_pos=input_pos, **encoder_kwargs)
+        h = h[:, num_memory:]  # memory tokens have no logits and no loss
 
         output = self.norm(h) if self.skip_output_layer else self.unembed(h)
         return hidden + [output] if hidden else output
+
+
+class TransformerCrossAttentionLayer(nn.Module):
+    """Pre-norm block that attends to an encoder's output: ``h = x + attn(norm(x), encoder_input)``,
+    ``out = h + mlp(norm(h))``.
+
+    ``attn`` must be non-causal (``is_causal=False``) and usually has no positional embedding.
+    While decoding, its KV cache holds the encoder's keys and values: they are computed on the
+    call that passes ``encoder_input`` and reused by later calls that pass none. Without an
+    encoder input (and nothing cached) the layer is skipped. Query rows whose ``encoder_mask`` row
+    is all False read nothing (their attention output is zero).
+
+    Args:
+        attn (MultiHeadAttention): cross-attention, ``is_causal=False``.
+        mlp (nn.Module): feed-forward module.
+        ca_norm (Optional[nn.Module]): norm before attention; identity if None.
+        mlp_norm (Optional[nn.Module]): norm before the MLP; identity if None.
+        ca_scale (Optional[nn.Module]): applied to the attention output (e.g. a ``TanhGate``); identity if None.
+        mlp_scale (Optional[nn.Module]): applied to the MLP output; identity if None.
+
+    Raises:
+        ValueError: if ``attn`` is causal.
+    """
+
+    def __init__(
+        self,
+        attn: MultiHeadAttention,
+        mlp: nn.Module,
+        *,
+        ca_norm: Optional[nn.Module] = None,
+        mlp_norm: Optional[nn.Module] = None,
+        ca_scale: Optional[nn.Module] = None,
+        mlp_scale: Optional[nn.Module] = None,
+    ) -> None:
+        super().__init__()
+        if attn.is_causal:
+            raise ValueError("TransformerCrossAttentionLayer needs attention built with is_causal=False")
+        self.attn = attn
+        self.mlp = mlp
+        self.ca_norm = ca_norm or nn.Identity()
+        self.mlp_norm = mlp_norm or nn.Identity()
+        self.ca_scale = ca_scale or nn.Identity()
+        self.mlp_scale = mlp_scale or nn.Identity()
+
+    def setup_caches(
+        self, batch_size: int, dtype: torch.dtype, *, encoder_max_seq_len: int, decoder_max_seq_len: int
+    ) -> None:
+        """Set up the cache of encoder keys/values for ``encoder_max_seq_len`` positions.
+
+        Raises:
+            ValueError: if ``encoder_max_seq_len`` is None.
+        """
+        if encoder_max_seq_len is None:
+            raise ValueError("a cross-attention layer needs encoder_max_seq_len in setup_caches")
+        self.attn.setup_cache(batch_size, dtype, max_seq_len=encoder_max_seq_len)
+
+    def caches_are_setup(self) -> bool:
+        return self.attn.kv_cache is not None
+
+    def caches_are_enabled(self) -> bool:
+        return self.attn.cache_enabled
+
+    def reset_cache(self):
+        self.attn.reset_cache()
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        *,
+        encoder_input: Optional[torch.Tensor] = None,
+        encoder_mask: Optional[torch.Tensor] = None,
+        **kwargs: Dict,
+    ) -> torch.Tensor:
+        """
+        Args:
+            x (torch.Tensor): decoder states ``[b, s, d]``.
+            encoder_input (Optional[torch.Tensor]): encoder output ``[b, s_e, d]``; None to reuse the
+                cached keys/values while decoding (or to skip the layer when nothing is cached).
+            encoder_mask (Optional[torch.Tensor]): boolean ``[b, s, s_e]``, True = attend; all if None.
+            **kwargs (Dict): ignored (``mask``/``input_pos`` of self-attention layers).
+
+        Returns:
+            torch.Tensor: ``[b, s, d]``.
+        """
+        cached = self.attn.cache_enabled and self.attn.kv_cache is not None and self.attn.kv_cache.size > 0
+        if encoder_input is None and not cached:
+            return x
+        empty_rows = None
+        if encoder_mask is not None:
+            # Rows that see no encoder position would be NaN in the softmax: let them attend to
+            # everything and zero their output instead.
+            empty_rows = ~encoder_mask.any(dim=-1, keepdim=True)  # [b, s, 1]
+            encoder_mask = encoder_mask | empty_rows
+        attn_out = self.attn(self.ca_norm(x), encoder_input, mask=encoder_mask)
+        if empty_rows is not None:
+            attn_out = attn_out.masked_fill(empty_rows, 0.0)
+        h = self.ca_scale(attn_out) + x
+        return self.mlp_scale(self.mlp(self.mlp_norm(h))) + h

@@ -47,8 +47,8 @@ def stack_exchange_paired_dataset(
 
     Args:
         tokenizer (ModelTokenizer): the model tokenizer.
-        source (str): Default ``"lvwerra/stack-exchange-paired"`` (pass ``data_dir="data/rl"``
-            for its RL split, as the DPO configs do).
+        source (str): Default ``"lvwerra/stack-exchange-paired"``, read from its ``data/rl`` folder
+            (the pairs meant for RL / DPO, as torchtune does) unless ``data_dir`` is given.
         column_map (Optional[Dict[str, str]]): maps ``prompt`` / ``chosen`` / ``rejected``.
         train_on_input (bool): also train on the question. Default False.
         filter_fn (Optional[Callable]): keep only rows for which it returns True. Default None.
@@ -58,6 +58,10 @@ def stack_exchange_paired_dataset(
     Returns:
         PreferenceDataset: the dataset.
     """
+    if source == "lvwerra/stack-exchange-paired":
+        # The repository holds four folders of pairs (finetune, reward, rl, evaluation); without a
+        # data_dir, load_dataset would concatenate all their "train" files.
+        load_dataset_kwargs.setdefault("data_dir", "data/rl")
     return PreferenceDataset(
         source=source,
         message_transform=StackExchangePairedToMessages(train_on_input=train_on_input, column_map=column_map),

@@ -59,3 +59,20 @@ def test_preference_presets(tokenizer, sp, write_json):
              "rejected": [{"role": "user", "content": "q "}, {"role": "assistant", "content": "bad"}]}]
     item = hh_rlhf_helpful_dataset(tokenizer, source="json", data_files=write_json(conv, "hh.json"))[0]
     assert trained_text(sp, item, "rejected_input_ids", "rejected_labels") == "bad"
+
+
+def test_stack_exchange_paired_reads_the_rl_folder_of_the_hub_dataset(tokenizer, monkeypatch):
+    import torchtune.datasets._load as load
+
+    seen = []
+
+    def fake_load(source, **kwargs):
+        seen.append((source, kwargs.get("data_dir"), kwargs.get("split")))
+        raise StopIteration  # the arguments are all this test needs
+
+    monkeypatch.setattr(load, "load_hf_dataset", fake_load)
+    for kwargs in ({}, {"data_dir": "data/reward"}, {"source": "json", "data_files": "x.json"}):
+        with pytest.raises(StopIteration):
+            stack_exchange_paired_dataset(tokenizer, **kwargs)
+    assert seen == [("lvwerra/stack-exchange-paired", "data/rl", "train"),
+                    ("lvwerra/stack-exchange-paired", "data/reward", "train"), ("json", None, "train")]

@@ -6,6 +6,7 @@ under test. The checks: logits, a strict round trip back to transformers, KV-cac
 the sliding window, and LoRA (adapters start as a no-op; merged weights give the unmerged logits).
 """
 
+import io
 from pathlib import Path
 from typing import Callable, Dict
 
@@ -18,6 +19,7 @@ from tests.torchtune.models.hf_parity import (
     saved_hf_state_dict,
     widen_init,
 )
+from tests.test_utils.tokenizer_fixtures import tiny_corpus
 from torchtune.modules.peft import get_merged_lora_ckpt
 
 # 2 layers (Gemma 3: 3, so that it has local and global layers), dim 64, GQA 4/2 heads of 24
@@ -109,3 +111,26 @@ def check_lora(build_base: Callable, build_lora: Callable, rank: int, alpha: flo
         merged = merged_model(x)
         torch.testing.assert_close(merged, unmerged, atol=1e-5, rtol=1e-5)
     return ((merged - unmerged).abs().max() / unmerged.abs().max()).item()
+
+
+def train_gemma_sentencepiece(directory: Path, vocab_size: int = 400) -> Path:
+    """A tiny SentencePiece BPE model with Gemma's layout: ``<pad>`` 0, ``<eos>`` 1, ``<bos>`` 2,
+    ``<unk>`` 3, ``<mask>`` and the turn markers as user-defined pieces, byte fallback, no dummy prefix.
+
+    Returns:
+        Path: ``directory / "tokenizer.model"``.
+    """
+    import sentencepiece as spm
+
+    proto = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(tiny_corpus()), model_writer=proto, vocab_size=vocab_size, model_type="bpe",
+        byte_fallback=True, character_coverage=1.0, normalization_rule_name="identity",
+        remove_extra_whitespaces=False, add_dummy_prefix=False, split_digits=True,
+        pad_id=0, eos_id=1, bos_id=2, unk_id=3, pad_piece="<pad>", eos_piece="<eos>", bos_piece="<bos>",
+        unk_piece="<unk>", user_defined_symbols=["<mask>", "<start_of_turn>", "<end_of_turn>"],
+        hard_vocab_limit=False, num_threads=1, minloglevel=2,
+    )
+    path = Path(directory) / "tokenizer.model"
+    path.write_bytes(proto.getvalue())
+    return path

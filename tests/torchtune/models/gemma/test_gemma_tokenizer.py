@@ -3,12 +3,12 @@ layout (<pad> 0, <eos> 1, <bos> 2, <unk> 3, the turn markers as user-defined pie
 prefix), loaded by our tokenizer and by transformers' ``GemmaTokenizer``, with Gemma 3's chat
 template written out below as the Jinja of its ``tokenizer_config.json``."""
 
-import io
 import json
 
 import pytest
 
-from tests.test_utils.tokenizer_fixtures import random_chats, tiny_corpus
+from tests.test_utils.tokenizer_fixtures import random_chats
+from tests.torchtune.models.gemma.gemma_reference import train_gemma_sentencepiece
 from torchtune.data import Message, OpenAIToMessages
 from torchtune.models.gemma import GemmaChatTemplate, GemmaTokenizer, gemma_tokenizer
 
@@ -54,19 +54,8 @@ def to_messages(chat, train_on_input=False):
 
 @pytest.fixture(scope="module")
 def sp_dir(tmp_path_factory):
-    import sentencepiece as spm
-
     directory = tmp_path_factory.mktemp("gemma_tok")
-    proto = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(tiny_corpus()), model_writer=proto, vocab_size=400, model_type="bpe",
-        byte_fallback=True, character_coverage=1.0, normalization_rule_name="identity",
-        remove_extra_whitespaces=False, add_dummy_prefix=False, split_digits=True,
-        pad_id=0, eos_id=1, bos_id=2, unk_id=3, pad_piece="<pad>", eos_piece="<eos>", bos_piece="<bos>",
-        unk_piece="<unk>", user_defined_symbols=["<mask>", "<start_of_turn>", "<end_of_turn>"],
-        hard_vocab_limit=False, num_threads=1, minloglevel=2,
-    )
-    (directory / "tokenizer.model").write_bytes(proto.getvalue())
+    train_gemma_sentencepiece(directory)
     return directory
 
 

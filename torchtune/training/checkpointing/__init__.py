@@ -25,12 +25,16 @@ from torchtune.training.checkpointing._constants import (
     TOTAL_EPOCHS_KEY,
 )
 from torchtune.training.checkpointing._files import FormattedCheckpointFiles, get_largest_iter_folder
+from torchtune.training.checkpointing._gguf import gguf_model_config, save_gguf
+from torchtune.training.checkpointing._gguf_checkpointer import FullModelGGUFCheckpointer
 from torchtune.training.checkpointing._hf_checkpointer import FullModelHFCheckpointer
 from torchtune.training.checkpointing._model_type import ModelType
 from torchtune.training.checkpointing._validate import validate_state_dict
 
 # Any of the checkpointers, for annotations (``checkpointer: Checkpointer``).
-Checkpointer = Union[FullModelHFCheckpointer, FullModelMetaCheckpointer, FullModelTorchTuneCheckpointer]
+Checkpointer = Union[
+    FullModelHFCheckpointer, FullModelMetaCheckpointer, FullModelTorchTuneCheckpointer, FullModelGGUFCheckpointer
+]
 
 __all__ = [
     "Checkpointer",
@@ -38,6 +42,9 @@ __all__ = [
     "get_largest_iter_folder",
     "update_state_dict_for_classifier",
     "FullModelHFCheckpointer",
+    "FullModelGGUFCheckpointer",
+    "gguf_model_config",
+    "save_gguf",
     "FullModelMetaCheckpointer",
     "FullModelTorchTuneCheckpointer",
     "ModelType",

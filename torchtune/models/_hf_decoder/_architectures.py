@@ -6,6 +6,7 @@ name rules that convert its checkpoints both ways (:mod:`._names`). A new archit
 blocks already express is a new entry here, nothing else.
 """
 
+import math
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Callable, Dict, List
@@ -13,10 +14,11 @@ from typing import Any, Callable, Dict, List
 from torch import nn
 
 from torchtune.models._hf_decoder._config import (
-    activation_of, head_dim_of, HFConfig, layer_windows, rope_spec, UnsupportedConfigError,
+    activation_of, head_dim_of, HFConfig, layer_types_of, layer_windows, rope_spec, UnsupportedConfigError,
 )
 from torchtune.models._hf_decoder._names import Fused, Rename, Rule, split_rows
 from torchtune.models._hf_decoder._rope import HFRotaryEmbeddings
+from torchtune.models.gemma.rms_norm import GemmaRMSNorm
 from torchtune.modules.rms_norm import RMSNorm
 
 
@@ -39,11 +41,26 @@ class Architecture:
 _RMS = {"scale": "weight"}  # our RMSNorm's parameter is ``scale``; theirs is ``weight``
 
 
+def _rope_modules(config: HFConfig, head_dim: int, num_layers: int, max_seq_len: int) -> Any:
+    """One RoPE module for all layers, or one per layer type when config.json gives settings per type."""
+    params = config.get("rope_parameters") or {}
+    if not (params and all(isinstance(v, dict) for v in params.values())):
+        return HFRotaryEmbeddings(head_dim, rope_spec(config, head_dim), max_seq_len=max_seq_len)
+    types = layer_types_of(config, num_layers)
+    if types is None:
+        raise config.unsupported("rope_parameters", "settings per layer type need a layer_types list")
+    modules = {t: HFRotaryEmbeddings(head_dim, rope_spec(config, head_dim, layer_type=t), max_seq_len=max_seq_len)
+               for t in dict.fromkeys(types)}
+    return [modules[t] for t in types]
+
+
 def _common(config: HFConfig, max_seq_len: int, *, default_sliding: bool = False) -> Dict[str, Any]:
     """Dimensions, RoPE and windows read the same way by every architecture here."""
     num_heads = int(config.need("num_attention_heads"))
     num_layers = int(config.need("num_hidden_layers"))
     head_dim = head_dim_of(config)
+    if config.get("use_bidirectional_attention"):
+        raise config.unsupported("use_bidirectional_attention", "our decoders attend causally")
     return dict(
         vocab_size=int(config.need("vocab_size")),
         num_layers=num_layers,
@@ -53,7 +70,7 @@ def _common(config: HFConfig, max_seq_len: int, *, default_sliding: bool = False
         intermediate_dim=int(config.need("intermediate_size")),
         max_seq_len=max_seq_len,
         head_dim=head_dim,
-        pos_embeddings=HFRotaryEmbeddings(head_dim, rope_spec(config, head_dim), max_seq_len=max_seq_len),
+        pos_embeddings=_rope_modules(config, head_dim, num_layers, max_seq_len),
         sliding_window=layer_windows(config, num_layers, default_sliding),
         tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
         mlp_activation=activation_of(config),
@@ -137,6 +154,37 @@ def _phi3_rules(config: HFConfig) -> List[Rule]:
     ]
 
 
+def _gemma(config: HFConfig, max_seq_len: int) -> Dict[str, Any]:
+    dims = _common(config, max_seq_len)
+    return dict(dims, norm=GemmaRMSNorm, norm_eps=float(config.get("rms_norm_eps") or 1e-6),
+                embed_scale=math.sqrt(dims["embed_dim"]), tie_word_embeddings=bool(config.get("tie_word_embeddings", True)))
+
+
+def _gemma2(config: HFConfig, max_seq_len: int) -> Dict[str, Any]:
+    scalar = config.get("query_pre_attn_scalar")
+    return dict(_gemma(config, max_seq_len), post_norms=True,
+                attn_scale=None if scalar is None else float(scalar) ** -0.5,
+                attn_softcapping=config.get("attn_logit_softcapping"),
+                output_softcapping=config.get("final_logit_softcapping"))
+
+
+def _gemma3(config: HFConfig, max_seq_len: int) -> Dict[str, Any]:
+    return dict(_gemma2(config, max_seq_len), qk_norm=True)
+
+
+def _gemma2_rules(config: HFConfig, qk_norm: bool = False) -> List[Rule]:
+    # Gemma 2's four layer norms: post_attention_layernorm normalises the attention output.
+    layer = "model.layers.{i}"
+    rules = [r for r in _llama_rules(config, qk_norm=qk_norm) if "_norm" not in r.tune or "attn." in r.tune
+             or r.tune == "norm"]
+    return rules + [
+        Rename("layers.{i}.sa_norm", f"{layer}.input_layernorm", _RMS),
+        Rename("layers.{i}.sa_scale", f"{layer}.post_attention_layernorm", _RMS),
+        Rename("layers.{i}.mlp_norm", f"{layer}.pre_feedforward_layernorm", _RMS),
+        Rename("layers.{i}.mlp_scale", f"{layer}.post_feedforward_layernorm", _RMS),
+    ]
+
+
 ARCHITECTURES: Dict[str, Architecture] = {
     "llama": Architecture(_llama, _llama_rules, "Llama 1-3.x, SmolLM, TinyLlama, Vicuna (RMSNorm, SwiGLU, RoPE)"),
     "mistral": Architecture(_mistral, _llama_rules, "Mistral (Llama layout with a sliding window)"),
@@ -145,6 +193,11 @@ ARCHITECTURES: Dict[str, Architecture] = {
     "starcoder2": Architecture(_starcoder2, partial(_llama_rules, mlp=("c_fc", "c_proj", None), norm_params={}),
                                "StarCoder2 (LayerNorm with bias, GELU MLP, biases, sliding window)"),
     "phi3": Architecture(_phi3, _phi3_rules, "Phi-3, Phi-3.5, Phi-4 (fused qkv and gate/up, LongRoPE)"),
+    "gemma": Architecture(_gemma, _llama_rules, "Gemma ((1 + w) RMSNorm, GeGLU, sqrt(d)-scaled tied embeddings)"),
+    "gemma2": Architecture(_gemma2, _gemma2_rules,
+                           "Gemma 2 (post-norms, attention and final soft-capping, local/global layers)"),
+    "gemma3_text": Architecture(_gemma3, partial(_gemma2_rules, qk_norm=True),
+                                "Gemma 3 text (Gemma 2 blocks + q/k norms, RoPE bases per layer type)"),
 }
 
 # Not decoders we can express, with the reason given to the user.

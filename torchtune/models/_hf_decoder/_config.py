@@ -84,7 +84,8 @@ def head_dim_of(config: HFConfig) -> int:
     return int(config.get("head_dim") or int(config.need("hidden_size")) // int(config.need("num_attention_heads")))
 
 
-def rope_spec(config: HFConfig, head_dim: int, partial_rotary_factor: Optional[float] = None) -> RopeSpec:
+def rope_spec(config: HFConfig, head_dim: int, partial_rotary_factor: Optional[float] = None,
+              layer_type: Optional[str] = None) -> RopeSpec:
     """The RoPE settings, from ``rope_parameters`` (transformers 5) or ``rope_theta`` + ``rope_scaling``.
 
     Args:
@@ -93,16 +94,21 @@ def rope_spec(config: HFConfig, head_dim: int, partial_rotary_factor: Optional[f
         partial_rotary_factor (Optional[float]): fraction of each head rotated, where the
             architecture names it differently (``rotary_pct``). Default: the config's
             ``partial_rotary_factor``, else 1.
+        layer_type (Optional[str]): for settings given per layer type (Gemma 3:
+            ``{"sliding_attention": {...}, "full_attention": {...}}``), the type. Default None.
 
     Returns:
         RopeSpec: the settings.
 
     Raises:
-        UnsupportedConfigError: for a scaling type outside ``SUPPORTED_ROPE_TYPES`` or per-layer RoPE settings.
+        UnsupportedConfigError: for a scaling type outside ``SUPPORTED_ROPE_TYPES``, or per-layer-type
+            settings without a ``layer_type`` (or without an entry for it).
     """
     params = dict(config.get("rope_parameters") or {})
     if params and all(isinstance(v, dict) for v in params.values()):
-        raise config.unsupported("rope_parameters", "per-layer-type RoPE settings are not supported")
+        if layer_type not in params:
+            raise config.unsupported("rope_parameters", f"no RoPE settings for layer type {layer_type!r}")
+        params = dict(params[layer_type])
     scaling = config.get("rope_scaling") or {}
     params = {**scaling, **params}
     kind = params.get("rope_type") or params.get("type") or "default"
@@ -124,6 +130,23 @@ def rope_spec(config: HFConfig, head_dim: int, partial_rotary_factor: Optional[f
                     max_position_embeddings=int(config.get("max_position_embeddings") or 2048), params=params)
 
 
+def layer_types_of(config: HFConfig, num_layers: int) -> Optional[List[str]]:
+    """``layer_types`` (``"full_attention"`` / ``"sliding_attention"`` per layer), checked; None if absent.
+
+    Raises:
+        UnsupportedConfigError: for an unknown layer type or a wrong-length list.
+    """
+    types = config.get("layer_types")
+    if types is None:
+        return None
+    if len(types) != num_layers:
+        raise config.unsupported("layer_types", f"it has {len(types)} entries for {num_layers} layers")
+    unknown = set(types) - {"full_attention", "sliding_attention"}
+    if unknown:
+        raise config.unsupported("layer_types", f"layer types {sorted(unknown)}")
+    return list(types)
+
+
 _ACTIVATIONS: Dict[str, Callable[[], nn.Module]] = {
     "silu": nn.SiLU,
     "swish": nn.SiLU,
@@ -135,12 +158,13 @@ _ACTIVATIONS: Dict[str, Callable[[], nn.Module]] = {
 }
 
 
-def activation_of(config: HFConfig, key: str = "hidden_act") -> Callable[[], nn.Module]:
-    """Builder of the MLP non-linearity named by ``config[key]``.
+def activation_of(config: HFConfig) -> Callable[[], nn.Module]:
+    """Builder of the MLP non-linearity named by ``hidden_activation`` (Gemma 2/3) or ``hidden_act``.
 
     Raises:
         UnsupportedConfigError: for an activation we do not have.
     """
+    key = "hidden_activation" if config.get("hidden_activation") else "hidden_act"
     name = config.get(key) or "silu"
     if name not in _ACTIVATIONS:
         raise config.unsupported(key, f"activation; supported: {', '.join(sorted(_ACTIVATIONS))}")
@@ -163,13 +187,8 @@ def layer_windows(config: HFConfig, num_layers: int, default_sliding: bool) -> L
         UnsupportedConfigError: for an unknown layer type or a wrong-length ``layer_types``.
     """
     window = config.get("sliding_window")
-    types = config.get("layer_types")
+    types = layer_types_of(config, num_layers)
     if types is not None:
-        if len(types) != num_layers:
-            raise config.unsupported("layer_types", f"it has {len(types)} entries for {num_layers} layers")
-        unknown = set(types) - {"full_attention", "sliding_attention"}
-        if unknown:
-            raise config.unsupported("layer_types", f"layer types {sorted(unknown)}")
         return [window if t == "sliding_attention" and window else None for t in types]
     if window and (default_sliding or config.get("use_sliding_window")):
         first = int(config.get("max_window_layers") or 0) if config.get("use_sliding_window") else 0

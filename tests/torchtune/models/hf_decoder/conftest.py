@@ -19,6 +19,14 @@ ARCHS: Dict[str, Dict[str, Any]] = {
                                   "short_factor": [1.0 + 0.05 * i for i in range(8)],
                                   "long_factor": [2.0 + 0.1 * i for i in range(8)]},
                  original_max_position_embeddings=32),
+    "gemma": dict(rms_norm_eps=1e-6, head_dim=16, hidden_act="gelu_pytorch_tanh"),
+    "gemma2": dict(rms_norm_eps=1e-6, head_dim=16, query_pre_attn_scalar=24, attn_logit_softcapping=5.0,
+                   final_logit_softcapping=3.0, sliding_window=6),
+    "gemma3_text": dict(rms_norm_eps=1e-6, head_dim=16, query_pre_attn_scalar=16, sliding_window=6,
+                        num_hidden_layers=3, layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+                        rope_parameters={"sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+                                         "full_attention": {"rope_type": "linear", "factor": 2.0,
+                                                            "rope_theta": 1000000.0}}),
 }
 
 

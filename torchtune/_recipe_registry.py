@@ -91,6 +91,9 @@ _FAMILY_CONFIGS: Dict[str, Dict[str, List[str]]] = {
         "full_dpo_distributed": ["8B_full_dpo"],
     },
     "llama3_2": {
+        "grpo_finetune_single_device": ["1B_lora_grpo_single_device", "1B_qlora_grpo_single_device",
+                                        "1B_full_grpo_single_device"],
+        "grpo_finetune_distributed": ["1B_lora_grpo", "1B_full_grpo"],
         "full_finetune_single_device": ["1B_full_single_device", "3B_full_single_device"],
         "full_finetune_distributed": ["1B_full", "3B_full"],
         "lora_finetune_single_device": [
@@ -104,6 +107,9 @@ _FAMILY_CONFIGS: Dict[str, Dict[str, List[str]]] = {
         "lora_finetune_distributed": ["70B_lora", "70B_qlora"],
     },
     "demo": {
+        "grpo_finetune_single_device": ["tiny_grpo_lora"],
+        "grpo_finetune_distributed": ["tiny_grpo_lora_distributed"],
+        "ppo_full_finetune_single_device": ["tiny_ppo"],
         "lora_finetune_single_device": ["tiny_llama_lora"],
         "lora_dpo_single_device": ["tiny_llama_lora_dpo_single_device"],
         "lora_dpo_distributed": ["tiny_llama_lora_dpo"],
@@ -138,10 +144,12 @@ _FAMILY_CONFIGS: Dict[str, Dict[str, List[str]]] = {
         "lora_finetune_distributed": ["lora"],
     },
     "qwen3": {
+        "grpo_finetune_single_device": ["0.6B_lora_grpo_single_device"],
         # torchtune's main branch (no 0.6.1 configs): one LoRA config, as the Qwen2.5 0.5B one.
         "lora_finetune_single_device": ["0.6B_lora_single_device"],
     },
     "qwen2_5": {
+        "grpo_finetune_single_device": ["0.5B_lora_grpo_single_device", "1.5B_lora_grpo_single_device"],
         "full_finetune_single_device": ["0.5B_full_single_device", "1.5B_full_single_device", "3B_full_single_device",
                                         "7B_full_single_device"],
         "full_finetune_distributed": ["0.5B_full", "1.5B_full", "3B_full", "7B_full"],
@@ -172,6 +180,7 @@ _FAMILY_CONFIGS: Dict[str, Dict[str, List[str]]] = {
         "eleuther_eval": ["evaluation"],
     },
     "mistral": {
+        "ppo_full_finetune_single_device": ["7B_full_ppo_low_memory"],
         "full_finetune_single_device": ["7B_full_low_memory"],
         "full_finetune_distributed": ["7B_full"],
         "lora_finetune_single_device": ["7B_lora_single_device", "7B_qlora_single_device"],
@@ -193,6 +202,9 @@ _RECIPES = [
     ("full_finetune_distributed", True),
     ("lora_finetune_single_device", False),
     ("lora_finetune_distributed", True),
+    ("ppo_full_finetune_single_device", False),
+    ("grpo_finetune_single_device", False),
+    ("grpo_finetune_distributed", True),
     ("lora_dpo_single_device", False),
     ("lora_dpo_distributed", True),
     ("full_dpo_distributed", True),

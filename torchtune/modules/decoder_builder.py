@@ -180,7 +180,8 @@ def build_decoder(
         ValueError: if ``num_heads`` is not divisible by ``num_kv_heads``; if ``head_dim`` is None
             and ``embed_dim`` is not divisible by ``num_heads``; if a per-layer list has the wrong
             length; if ``linear`` would put an adapter on a tied output projection; or if
-            ``output_dim`` differs from ``vocab_size`` with tied embeddings.
+            ``output_dim`` differs from ``vocab_size`` with tied embeddings; or if a soft-cap is not
+            positive.
     """
     if num_heads % num_kv_heads != 0:
         raise ValueError(f"num_heads ({num_heads}) must be divisible by num_kv_heads ({num_kv_heads})")
@@ -194,6 +195,9 @@ def build_decoder(
     if tie_word_embeddings and output_dim not in (None, vocab_size):
         raise ValueError(f"output_dim ({output_dim}) must equal vocab_size ({vocab_size}) with tied embeddings: "
                          "a tied output projection is the embedding table")
+    for name, cap in (("attn_softcapping", attn_softcapping), ("output_softcapping", output_softcapping)):
+        if cap is not None and cap <= 0:
+            raise ValueError(f"{name} ({cap}) must be a positive cap, or None for none")
     if pos_embeddings is None:
         pos_embeddings = RotaryPositionalEmbeddings(dim=head_dim, max_seq_len=max_seq_len, base=rope_base)
     layer_pos = _per_layer(pos_embeddings, num_layers, "pos_embeddings")

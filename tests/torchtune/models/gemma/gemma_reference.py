@@ -6,6 +6,7 @@ under test. The checks: logits, a strict round trip back to transformers, KV-cac
 the sliding window, and LoRA (adapters start as a no-op; merged weights give the unmerged logits).
 """
 
+import copy
 import io
 from pathlib import Path
 from typing import Callable, Dict
@@ -69,6 +70,9 @@ def check_family(ref, folder: Path, model_type: str, build: Callable, out: Path)
         expected = ref(x).logits
         actual = ours(x)
         torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-5)
+        # sqrt(d) is rounded to the hidden dtype before scaling, as transformers does: equal in bf16.
+        ours_bf16, ref_bf16 = copy.deepcopy(ours.tok_embeddings), copy.deepcopy(ref.model.embed_tokens)
+        assert torch.equal(ours_bf16.to(torch.bfloat16)(x), ref_bf16.to(torch.bfloat16)(x))
 
         epoch_dir = save_through_checkpointer(folder, model_type, ours.state_dict(), out / "save")
         assert set(saved_hf_state_dict(epoch_dir)) == set(ref.state_dict()) - {"lm_head.weight"}

@@ -41,6 +41,12 @@ def test_layers_alternate_and_caps_are_wired():
     assert logits.abs().max() <= 2.0  # every logit inside the cap (saturated ones round to it)
 
 
+@pytest.mark.parametrize("cap", ["hidden_capping_value", "final_capping_value"])
+def test_non_positive_caps_are_refused(cap):
+    with pytest.raises(ValueError, match="must be a positive cap"):
+        gemma2(**dict(DIMS, **{cap: 0.0}))
+
+
 def test_softcapped_attention_against_formula():
     torch.manual_seed(0)
     q, k, v = torch.randn(2, 4, 7, 8), torch.randn(2, 2, 7, 8), torch.randn(2, 2, 7, 8)

@@ -27,8 +27,22 @@ class DataError(TorchtuneError, ValueError):
     """A dataset row or file is unusable (missing / null / wrong-type column, unreadable file, no rows)."""
 
 
+class MissingColumnError(DataError, KeyError):
+    """A dataset row lacks a column the transform reads."""
+
+    def __str__(self) -> str:  # KeyError would print the repr of its message
+        return str(self.args[0]) if self.args else ""
+
+
 class CheckpointError(TorchtuneError, ValueError):
     """A checkpoint file is corrupt, truncated, of another format, or cannot be written."""
+
+
+class CheckpointWriteError(TorchtuneError, OSError):
+    """Writing a checkpoint failed (a full disk, no permission); the previous checkpoint is intact."""
+
+    def __str__(self) -> str:  # OSError(errno, message) would print "[Errno 28] ..." first
+        return str(self.strerror)
 
 
 class CheckpointNotFoundError(TorchtuneError, FileNotFoundError):

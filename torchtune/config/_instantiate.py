@@ -13,6 +13,7 @@ from torchtune.config._component import (
     unknown_argument_errors,
 )
 from torchtune.config._errors import InstantiationError
+from torchtune.config._types import type_errors
 
 
 def _node_key(node: DictConfig) -> str:
@@ -61,6 +62,9 @@ def _build(node: Mapping, key: str, args: Tuple[Any, ...], overrides: Dict[str, 
     kwargs = {k: _build_children(node[k], join_key(key, k)) for k in names}
     kwargs.update(overrides)
     check_call(component, path, key, args, kwargs)
+    mistyped = type_errors(component, path, key, {k: kwargs[k] for k in names})
+    if mistyped:
+        raise InstantiationError("\n".join(str(e) for e in mistyped))
     try:
         return component(*args, **kwargs)
     except Exception as err:

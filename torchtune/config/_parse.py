@@ -14,6 +14,7 @@ from torchtune._errors import anticipated_error_types, report_anticipated
 from torchtune.config._component import COMPONENT_KEY, did_you_mean
 from torchtune.config._errors import ConfigError
 from torchtune.config._loading import load_config
+from torchtune.config._types import RECIPE_KEY_TYPES, recipe_key_errors
 
 _OVERRIDE_HELP = """\
 overrides (after --config, any number, applied left to right):
@@ -133,7 +134,18 @@ def parse_args(recipe_main: Callable[..., Any], argv: Optional[List[str]] = None
     parser = _build_parser(recipe_main)
     known, overrides = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     try:
-        return apply_overrides(load_config(known.config), overrides)
+        cfg = apply_overrides(load_config(known.config), overrides)
+        top = {}
+        for name in RECIPE_KEY_TYPES:
+            if name in cfg:
+                try:
+                    top[name] = cfg[name]
+                except OmegaConfBaseException:
+                    continue  # an unresolvable interpolation fails where the recipe reads it
+        errors = recipe_key_errors(top)
+        if errors:
+            raise ConfigError(errors)
+        return cfg
     except (FileNotFoundError, ConfigError) as err:
         parser.error(str(err))
 

@@ -6,6 +6,7 @@ tool messages are masked unless ``train_on_input=True``, assistant messages are 
 
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
+from torchtune._errors import DataError, MissingColumnError
 from torchtune.data._instruct_templates import AlpacaInstructTemplate
 from torchtune.data._messages import Message
 from torchtune.data._utils import get_column, resolve_column_map
@@ -26,6 +27,9 @@ class _ToMessages(Transform):
     """
 
     _COLUMNS: List[str] = []
+    # Expected Python type of each column; columns in _OPTIONAL may be missing or null.
+    _TYPES: Dict[str, type] = {}
+    _OPTIONAL: Tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -36,6 +40,31 @@ class _ToMessages(Transform):
         self.train_on_input = train_on_input
         self.column_map = resolve_column_map(column_map, self._COLUMNS, type(self).__name__)
         self.new_system_prompt = new_system_prompt
+
+    def check_row(self, sample: Mapping[str, Any]) -> Optional[DataError]:
+        """What is wrong with a row's columns, or None if each is present and of the expected type.
+
+        Args:
+            sample (Mapping[str, Any]): one dataset row.
+
+        Returns:
+            Optional[DataError]: not raised; e.g. ``DataError("column 'instruction' is null
+            (expected str)")``, or a ``MissingColumnError`` (also a ``KeyError``).
+        """
+        for name in self._COLUMNS:
+            column = self.column_map[name]
+            expected = self._TYPES.get(name, str).__name__
+            value = sample.get(column)
+            if value is None and name in self._OPTIONAL:
+                continue
+            if column not in sample:
+                via = f" (expected column {name!r}, mapped via column_map)" if name != column else ""
+                return MissingColumnError(f"column {column!r}{via} is missing; columns: {sorted(sample)}")
+            if value is None:
+                return DataError(f"column {column!r} is null (expected {expected})")
+            if not isinstance(value, self._TYPES.get(name, str)):
+                return DataError(f"column {column!r} is a {type(value).__name__} (expected {expected})")
+        return None
 
     def _column(self, sample: Mapping[str, Any], name: str) -> Any:
         return get_column(sample, self.column_map[name], name)
@@ -86,6 +115,7 @@ class AlpacaToMessages(_ToMessages):
     """
 
     _COLUMNS = ["instruction", "input", "output"]
+    _OPTIONAL = ("input",)
 
     def __init__(self, train_on_input: bool = True, column_map: Optional[Dict[str, str]] = None) -> None:
         super().__init__(train_on_input=train_on_input, column_map=column_map)
@@ -113,6 +143,7 @@ class ShareGPTToMessages(_ToMessages):
     """
 
     _COLUMNS = ["conversations"]
+    _TYPES = {"conversations": list}
 
     def __call__(self, sample: Mapping[str, Any]) -> Mapping[str, Any]:
         turns = []
@@ -139,6 +170,7 @@ class OpenAIToMessages(_ToMessages):
     """
 
     _COLUMNS = ["messages"]
+    _TYPES = {"messages": list}
 
     def __call__(self, sample: Mapping[str, Any]) -> Mapping[str, Any]:
         return {"messages": self._messages(_openai_turns(self._column(sample, "messages")))}
@@ -158,6 +190,7 @@ class ChosenRejectedToMessages(_ToMessages):
     """
 
     _COLUMNS = ["chosen", "rejected"]
+    _TYPES = {"chosen": list, "rejected": list}
 
     def __call__(self, sample: Mapping[str, Any]) -> Mapping[str, Any]:
         return {key: self._messages(_openai_turns(self._column(sample, key))) for key in ("chosen", "rejected")}

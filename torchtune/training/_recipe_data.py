@@ -121,11 +121,14 @@ class SFTData:
         sampler (StatefulDistributedSampler): the training sampler (``set_epoch``, resuming).
         dataloader (DataLoader): training batches of this rank.
         val_dataloader (Optional[DataLoader]): validation batches of this rank, if configured.
+        tokenizer (Any): the tokenizer that produced the token ids; ``TrainLoop.run`` checks its
+            vocabulary against the model's embedding. Default None (not checked).
     """
 
     sampler: StatefulDistributedSampler
     dataloader: DataLoader
     val_dataloader: Optional[DataLoader] = None
+    tokenizer: Any = None
 
 
 def setup_sft_data(
@@ -155,4 +158,4 @@ def setup_sft_data(
     val_dataloader = None
     if cfg.get("dataset_val") is not None:
         _, val_dataloader = build_sft_dataloader(cfg.dataset_val, tokenizer, shuffle=False, **common)
-    return SFTData(sampler, dataloader, val_dataloader)
+    return SFTData(sampler, dataloader, val_dataloader, tokenizer=tokenizer)

@@ -18,6 +18,7 @@ from torchtune.training._preemption import agree_on_stop, report_stop, StopSigna
 from torchtune.training._recipe_components import optimizer_step, setup_lr_scheduler, setup_profiler, sft_loss_step
 from torchtune.training._recipe_data import get_steps_per_epoch, SFTData
 from torchtune.training._recipe_state import load_sampler_state, RecipeState
+from torchtune.training._setup_checks import check_vocab_fits
 from torchtune.training.lr_schedulers import get_lr
 from torchtune.training.memory import cleanup_before_training, get_memory_stats
 
@@ -322,6 +323,7 @@ class TrainLoop:
         state = self.state
         activations_ctx = get_act_offloading_ctx_manager(model, self.enable_activation_offloading)
         loss_step = partial(loss_step or sft_loss_step, model, loss_fn, activations_ctx=activations_ctx)
+        check_vocab_fits(getattr(self.data, "tokenizer", None), model)
         cleanup_before_training()
         model.train()
         self.profiler.start()

@@ -7,6 +7,7 @@ from typing import Any, Dict, List, Optional, Union
 
 import torch
 
+from torchtune._errors import CheckpointWriteError
 from torchtune.models.convert_weights import meta_to_tune, tune_to_meta
 from torchtune.training.checkpointing._constants import (
     ADAPTER_CONFIG,
@@ -222,6 +223,8 @@ class _Checkpointer(ABC):
 
         Raises:
             ValueError: if the weights to write are missing from ``state_dict``.
+            CheckpointWriteError: (an ``OSError``) if a write fails, e.g. a full disk; the
+                folders and recipe state already on disk are left as they were.
         """
         if not isinstance(epoch, int) or epoch < 0:
             raise ValueError(f"epoch must be a non-negative int, got {epoch!r}")
@@ -231,6 +234,21 @@ class _Checkpointer(ABC):
             raise ValueError(f"state_dict has no {MODEL_KEY!r} key (pass adapter_only=True to save only the adapter)")
         name = f"{EPOCH_DIR_PREFIX}{epoch}" if step is None else f"{STEP_DIR_PREFIX}{step}"
         final = self._output_dir / name
+        try:
+            return self._save(state_dict, epoch, name, final, intermediate_checkpoint, adapter_only,
+                              keep_last_n_checkpoints)
+        except CheckpointWriteError:
+            raise
+        except OSError as err:
+            # Writes go to temporary names and are renamed into place, so nothing complete was replaced.
+            raise CheckpointWriteError(
+                err.errno, f"could not write the checkpoint {final} ({err.strerror or err}"
+                f"{': ' + str(err.filename) if err.filename else ''}); the checkpoints already in "
+                f"{self._output_dir} are intact"
+            ) from err
+
+    def _save(self, state_dict: Dict[str, Any], epoch: int, name: str, final: Path, intermediate_checkpoint: bool,
+              adapter_only: bool, keep_last_n_checkpoints: Optional[int]) -> List[Path]:
         with staged_dir(final) as stage:
             staged: List[Path] = []
             if not adapter_only:

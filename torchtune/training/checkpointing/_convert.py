@@ -7,7 +7,7 @@ onto Hugging Face modules (so PEFT can load them). A new family plugs in by addi
 
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Optional
 
 import torch
 
@@ -30,6 +30,9 @@ class _Family:
     peft_compatible: bool = True
     # Why not, for the log line of a checkpointer that writes adapter_model.pt only.
     no_peft_reason: str = ""
+    # (our module path, config) -> Hugging Face module path, or None where it has no twin (a part of a
+    # fused projection). Families without it use the Llama module names (_PEFT_MODULES).
+    hf_module: Optional[Callable[[str, Dict[str, Any]], Optional[str]]] = None
 
 
 def head_dims(config: Dict[str, Any]) -> Dict[str, int]:
@@ -117,6 +120,15 @@ def _hf_decoder_from_tune(sd: StateDict, config: Dict[str, Any]) -> StateDict:
     return tune_to_hf(sd, config)
 
 
+def _hf_decoder_module(module: str, config: Dict[str, Any]) -> Optional[str]:
+    from torchtune.models._hf_decoder import hf_module_name
+
+    try:
+        return hf_module_name(module, config)
+    except ValueError:
+        return None
+
+
 # Gemma 2: its own norm names (post_attention_layernorm is the attention output's norm), Llama's
 # q/k permutation. Gemma 3: those names plus q/k norms, rotate-half rows kept (rename only).
 
@@ -155,10 +167,8 @@ _FAMILIES: Dict[ModelType, _Family] = {
     ModelType.QWEN3: _QWEN2,  # Qwen2's keys plus the per-head q/k norms, same RoPE layout
     ModelType.PHI3_MINI: _PHI3,
     ModelType.PHI4: _PHI3,  # Phi-4 is stored as Phi3ForCausalLM: same fused projections
-    ModelType.HF_DECODER: _Family(
-        _hf_decoder_to_tune, _hf_decoder_from_tune, peft_compatible=False,
-        no_peft_reason="is built by hf_decoder, whose PEFT adapter export is not written yet",
-    ),
+    # PEFT module names follow each architecture's name table; fused projections have none.
+    ModelType.HF_DECODER: _Family(_hf_decoder_to_tune, _hf_decoder_from_tune, hf_module=_hf_decoder_module),
     # LlamaForSequenceClassification / MistralForSequenceClassification. PEFT's adapter layout
     # targets a causal LM (lm_head, task CAUSAL_LM), so only adapter_model.pt is written.
     ModelType.REWARD: _Family(
@@ -201,6 +211,20 @@ _ADAPTER_KEY = re.compile(r"^(?:layers\.(\d+)\.(.+)|(output))\.(lora_a\.weight|l
 _PEFT_SUFFIX = {"lora_a.weight": "lora_A.weight", "lora_b.weight": "lora_B.weight", "magnitude": "lora_magnitude_vector"}
 
 
+def peft_module_path(tune_module: str, family: _Family, config: Dict[str, Any]) -> Optional[str]:
+    """Hugging Face module path (``model.layers.0.self_attn.q_proj``) of one of ours (``layers.0.attn.q_proj``).
+
+    Returns:
+        Optional[str]: the path, or None if the module has no one-to-one twin in ``family``'s checkpoints.
+    """
+    if family.hf_module is not None:
+        return family.hf_module(tune_module, config)
+    if tune_module == "output":
+        return "lm_head"
+    layer, module = tune_module.split(".", 2)[1:]
+    return f"model.layers.{layer}.{_PEFT_MODULES[module]}" if module in _PEFT_MODULES else None
+
+
 def adapter_to_peft(adapter: StateDict, family: _Family, config: Dict[str, Any]) -> StateDict:
     """torchtune LoRA/DoRA tensors -> PEFT keys, with q/k rows in the HF layout.
 
@@ -223,14 +247,16 @@ def adapter_to_peft(adapter: StateDict, family: _Family, config: Dict[str, Any])
     for key, value in adapter.items():
         match = _ADAPTER_KEY.match(key)
         module = None if match is None else match.group(2)
-        if match is None or (module is not None and module not in _PEFT_MODULES):
+        if match is None or (module is not None and family.hf_module is None and module not in _PEFT_MODULES):
             raise ValueError(
                 f"Adapter key {key!r} is not a LoRA/DoRA parameter of "
                 f"{sorted(_PEFT_MODULES) + ['output']}"
             )
         layer, _, _, suffix = match.groups()
         tune_base = "output" if layer is None else f"layers.{layer}.{module}"
-        hf_base = "lm_head" if layer is None else f"model.layers.{layer}.{_PEFT_MODULES[module]}"
+        hf_base = peft_module_path(tune_base, family, config)
+        if hf_base is None:
+            raise ValueError(f"Adapter key {key!r}: {tune_base} has no one-to-one Hugging Face module")
         if suffix != "lora_a.weight":
             # Row permutation exactly as for the wrapped weight (identity where the family has none).
             (value,) = family.from_tune({f"{tune_base}.weight": value}, config).values()
@@ -239,7 +265,8 @@ def adapter_to_peft(adapter: StateDict, family: _Family, config: Dict[str, Any])
 
 
 def peft_adapter_config(
-    adapter: StateDict, adapter_config: Dict[str, Any], base_model_name_or_path: str
+    adapter: StateDict, adapter_config: Dict[str, Any], base_model_name_or_path: str,
+    module_path: Optional[Callable[[str], Optional[str]]] = None,
 ) -> Dict[str, Any]:
     """Build PEFT's ``adapter_config.json`` content from torchtune's adapter config.
 
@@ -251,6 +278,8 @@ def peft_adapter_config(
         adapter_config (Dict[str, Any]): ``r`` (or ``rank``), ``lora_alpha`` (or ``alpha``), optional
             ``target_modules`` (torchtune names), ``peft_type`` ("LORA") and ``use_dora``.
         base_model_name_or_path (str): where the base model lives.
+        module_path (Optional[Callable[[str], Optional[str]]]): our module path -> the Hugging
+            Face one, whose last component is PEFT's target name. Default: the Llama names.
 
     Returns:
         Dict[str, Any]: the JSON-ready PEFT config.
@@ -278,8 +307,13 @@ def peft_adapter_config(
     for key in adapter:
         match = _ADAPTER_KEY.match(key)
         name = "output" if match.group(3) else match.group(2).split(".")[-1]
-        if TUNE_TO_PEFT_TARGET[name] not in targets:
-            targets.append(TUNE_TO_PEFT_TARGET[name])
+        if module_path is None:
+            target = TUNE_TO_PEFT_TARGET[name]
+        else:
+            target = module_path("output" if match.group(3) else f"layers.{match.group(1)}.{match.group(2)}")
+            target = target.split(".")[-1]
+        if target not in targets:
+            targets.append(target)
     use_dora = bool(adapter_config.get("use_dora")) or any(k.endswith(".magnitude") for k in adapter)
     return {
         "peft_type": "LORA",

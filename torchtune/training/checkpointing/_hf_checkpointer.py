@@ -1,6 +1,7 @@
 """Checkpointer for Hugging Face ``transformers`` checkpoints (safetensors or ``.bin``, sharded or not)."""
 
 import json
+import re
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
@@ -15,6 +16,7 @@ from torchtune.training.checkpointing._convert import (
     get_family,
     head_dims,
     peft_adapter_config,
+    peft_module_path,
 )
 from torchtune.training.checkpointing._files import CheckpointFiles, resolve_hf_files
 from torchtune.training.checkpointing._io import load_any, save_json, save_safetensors, save_torch
@@ -203,9 +205,19 @@ class FullModelHFCheckpointer(_Checkpointer):
                 "only adapter_model.pt"
             )
             return written
+        modules = {re.sub(r"\.(lora_a\.weight|lora_b\.weight|magnitude)$", "", k) for k in adapter}
+        unmatched = sorted(m for m in modules if peft_module_path(m, self._family, self._config) is None)
+        if unmatched:
+            log.warning(f"{unmatched[0]} has no one-to-one module in this {self._config.get('model_type')} checkpoint "
+                        "(a fused projection): PEFT adapter files not written, only adapter_model.pt")
+            return written
         weights = folder / f"{ADAPTER_MODEL_FNAME}.safetensors"
         config = folder / "adapter_config.json"
-        peft_config = peft_adapter_config(adapter, dict(adapter_config), str(self._checkpoint_dir.resolve()))
+        path_of = None
+        if self._family.hf_module is not None:
+            path_of = lambda m: peft_module_path(m, self._family, self._config)  # noqa: E731
+        peft_config = peft_adapter_config(adapter, dict(adapter_config), str(self._checkpoint_dir.resolve()),
+                                          module_path=path_of)
         save_safetensors(adapter_to_peft(adapter, self._family, self._config), weights)
         save_json(peft_config, config)
         return written + [weights, config]

@@ -125,3 +125,49 @@ def test_lora_variant_loads_the_base_and_starts_as_the_base_model(tmp_path):
     tokens = torch.randint(0, 128, (1, 12))
     with torch.no_grad():
         torch.testing.assert_close(lora(tokens), base(tokens))
+
+
+@pytest.mark.parametrize("arch", ["starcoder2", "gemma2"])
+def test_lora_adapter_loads_in_peft_with_our_logits(arch, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from torchtune.modules.peft import get_adapter_params
+    from torchtune.training import ADAPTER_CONFIG, ADAPTER_KEY
+
+    save_hf_model(tmp_path / "hf", arch)
+    _, ckpt = _load(tmp_path / "hf", tmp_path / "out")
+    model = lora_hf_decoder(str(tmp_path / "hf"), ["q_proj", "v_proj", "output_proj"], apply_lora_to_mlp=True,
+                            lora_rank=4, lora_alpha=8).eval()
+    model.load_state_dict(ckpt.load_checkpoint()["model"], strict=False)
+    torch.manual_seed(3)
+    adapter = {}
+    with torch.no_grad():
+        for name, p in get_adapter_params(model).items():
+            p.normal_(0, 0.2)  # lora_b too: a non-zero update
+            adapter[name] = p.detach().clone()
+    ckpt.save_checkpoint({ADAPTER_KEY: adapter, ADAPTER_CONFIG: {
+        "r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj", "output_proj", "w1", "w2", "w3"]}},
+        epoch=0, adapter_only=True)
+    base = AutoModelForCausalLM.from_pretrained(str(tmp_path / "hf"), dtype=torch.float32,
+                                                attn_implementation="eager")
+    peft_model = PeftModel.from_pretrained(base, str(tmp_path / "out" / "epoch_0" / "adapter")).eval()
+    tokens = torch.randint(0, 128, (1, 20), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        torch.testing.assert_close(peft_model(tokens).logits, model(tokens), atol=1e-5, rtol=0)
+
+
+def test_fused_projections_get_no_peft_adapter(tmp_path, monkeypatch):
+    from torchtune.training import ADAPTER_CONFIG, ADAPTER_KEY
+    from torchtune.training.checkpointing import _hf_checkpointer
+
+    warnings = []
+    monkeypatch.setattr(_hf_checkpointer.log, "warning", warnings.append)
+    save_hf_model(tmp_path / "hf", "phi3")
+    _, ckpt = _load(tmp_path / "hf", tmp_path / "out")
+    adapter = {"layers.0.attn.q_proj.lora_a.weight": torch.zeros(4, 64),
+               "layers.0.attn.q_proj.lora_b.weight": torch.zeros(64, 4)}
+    ckpt.save_checkpoint({ADAPTER_KEY: adapter, ADAPTER_CONFIG: {"r": 4, "lora_alpha": 8}}, epoch=0, adapter_only=True)
+    folder = tmp_path / "out" / "epoch_0" / "adapter"
+    assert not (folder / "adapter_config.json").exists() and list(folder.glob("adapter_model.pt"))
+    assert any("layers.0.attn.q_proj has no one-to-one module" in w for w in warnings), warnings

@@ -24,7 +24,7 @@ import math
 import sys
 import time
 from contextlib import nullcontext
-from typing import Any, Dict, List
+from typing import Dict, List
 
 import torch
 from omegaconf import DictConfig

@@ -153,6 +153,7 @@ def generate_rollouts(
     enable_kv_cache: bool = True,
     advantage_scale: bool = True,
     rng: Optional[torch.Generator] = None,
+    early_stop: bool = True,
 ) -> Dict[str, object]:
     """Sample ``group_size`` answers per prompt and score them: one GRPO rollout batch.
 
@@ -184,6 +185,9 @@ def generate_rollouts(
         enable_kv_cache (bool): decode with a KV cache. Default True.
         advantage_scale (bool): ``scale`` of :func:`group_advantages`. Default True.
         rng (Optional[torch.Generator]): sampling generator; None for the global one. Default None.
+        early_stop (bool): let generation end once every answer has stopped. False always runs
+            ``max_generated_tokens`` steps (answers are still cut at their stop token): FSDP ranks
+            must run the same number of forwards. Default True.
 
     Returns:
         Dict[str, object]: ``rollout`` (:class:`Rollout`), ``reward_components`` (``[n, k]`` per
@@ -208,12 +212,14 @@ def generate_rollouts(
     outputs = []
     for start in range(0, n, chunk):
         prompt = prompt_ids[start:start + chunk]
-        cache = (local_kv_cache(policy, batch_size=prompt.shape[0], device=device, dtype=next(policy.parameters()).dtype,
+        dtype = next(policy.parameters()).dtype
+        cache = (local_kv_cache(policy, batch_size=prompt.shape[0], device=device, dtype=dtype,
                                 decoder_max_seq_len=p + max_generated_tokens)
                  if enable_kv_cache else nullcontext())
         with cache:
             tokens, _ = generate(policy, prompt, max_generated_tokens=max_generated_tokens, pad_id=pad_id,
-                                 temperature=temperature, top_k=top_k, stop_tokens=stop_tokens, rng=rng)
+                                 temperature=temperature, top_k=top_k, stop_tokens=stop_tokens if early_stop else None,
+                                 rng=rng)
         outputs.append(tokens[:, p:])
     r = max(o.shape[1] for o in outputs)
     responses = torch.cat([torch.nn.functional.pad(o, (0, r - o.shape[1]), value=pad_id) for o in outputs])

@@ -98,6 +98,9 @@ ADDITIONS: Dict[str, str] = {
     "torchtune.modules.TransformerDecoder.__init__(output_softcapping)": "Gemma 2 final logit soft-capping",
     "torchtune.training.ModelType(GEMMA3)": "Gemma 3 text-decoder checkpoints",
     "torchtune.training.checkpointing.ModelType(GEMMA3)": "Gemma 3 text-decoder checkpoints",
+    "torchtune.training.ModelType(HF_DECODER)": "any decoder hf_decoder builds from its config.json (commit 40d1161)",
+    "torchtune.training.checkpointing.ModelType(HF_DECODER)":
+        "any decoder hf_decoder builds from its config.json (commit 40d1161)",
     "torchtune.modules.loss.CEWithChunkedOutputLoss.__init__(reduction)": "sum reduction for token-normalised accumulation",
     "torchtune.modules.loss.CEWithChunkedOutputLoss.forward(reduction)": "sum reduction for token-normalised accumulation",
     "torchtune.modules.loss.ForwardKLWithChunkedOutputLoss.forward(normalize)": _KD_SUM,

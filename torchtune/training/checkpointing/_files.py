@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
+from torchtune._errors import CheckpointError
 from torchtune.training.checkpointing._constants import EPOCH_DIR_PREFIX, STEP_DIR_PREFIX
 
 _EPOCH_DIR = re.compile(rf"^{EPOCH_DIR_PREFIX}(\d+)$")
@@ -41,7 +42,7 @@ class FormattedCheckpointFiles:
         # Unquoted in YAML, "00004" arrives as the int 4; HF shard names use five digits.
         max_filename = f"{max_filename:05d}" if isinstance(max_filename, int) else str(max_filename)
         if str(filename_format).count("{}") != 2 or not max_filename.isdigit():
-            raise ValueError(
+            raise CheckpointError(
                 f"checkpoint_files.filename_format must contain two '{{}}' (got {filename_format!r}) and "
                 f"max_filename must be digits such as '00004' (got {max_filename!r})"
             )
@@ -62,7 +63,7 @@ class FormattedCheckpointFiles:
             ValueError: if the keys differ, or see the class.
         """
         if set(d) != {"filename_format", "max_filename"}:
-            raise ValueError(
+            raise CheckpointError(
                 "checkpoint_files as a dict needs exactly 'filename_format' and 'max_filename', got "
                 f"{sorted(d)}"
             )
@@ -128,9 +129,9 @@ def expand_checkpoint_files(checkpoint_files: CheckpointFiles, checkpoint_dir: P
     if isinstance(checkpoint_files, Sequence):
         files = [str(f) for f in checkpoint_files]
         if not files:
-            raise ValueError(f"checkpoint_files is empty for {checkpoint_dir}")
+            raise CheckpointError(f"checkpoint_files is empty for {checkpoint_dir}")
         return files
-    raise ValueError(f"checkpoint_files must be a list, a file name or a dict, got {type(checkpoint_files).__name__}")
+    raise CheckpointError(f"checkpoint_files must be a list, a file name or a dict, got {type(checkpoint_files).__name__}")
 
 
 def read_index(index_path: Path) -> Dict[str, str]:
@@ -140,7 +141,7 @@ def read_index(index_path: Path) -> Dict[str, str]:
     try:
         weight_map = json.loads(index_path.read_text())["weight_map"]
     except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise ValueError(f"{index_path} is not a valid checkpoint index (needs a 'weight_map'): {e}") from None
+        raise CheckpointError(f"{index_path} is not a valid checkpoint index (needs a 'weight_map'): {e}") from None
     return dict(weight_map)
 
 
@@ -218,7 +219,7 @@ def prune_step_dirs(output_dir: Path, keep_last_n: int, keep: Optional[Path] = N
         List[Path]: the folders removed.
     """
     if keep_last_n < 1:
-        raise ValueError(f"keep_last_n_checkpoints must be >= 1, got {keep_last_n}")
+        raise CheckpointError(f"keep_last_n_checkpoints must be >= 1, got {keep_last_n}")
     dirs = step_dirs(output_dir)
     removed = []
     for step in sorted(dirs)[:-keep_last_n]:

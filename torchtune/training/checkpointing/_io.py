@@ -19,6 +19,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from torchtune._errors import CheckpointError
+
 StateDict = Dict[str, torch.Tensor]
 
 
@@ -43,22 +45,22 @@ def _check_safetensors_complete(path: Path) -> None:
     with open(path, "rb") as f:
         head = f.read(8)
         if len(head) < 8:
-            raise ValueError(f"{path} is corrupt or truncated: {size} bytes, shorter than a safetensors header")
+            raise CheckpointError(f"{path} is corrupt or truncated: {size} bytes, shorter than a safetensors header")
         (header_len,) = struct.unpack("<Q", head)
         if 8 + header_len > size:
-            raise ValueError(
+            raise CheckpointError(
                 f"{path} is corrupt or truncated: header announces {header_len} bytes but the file has {size}"
             )
         try:
             header = json.loads(f.read(header_len))
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ValueError(f"{path} is corrupt or truncated: unreadable safetensors header ({e})") from None
+            raise CheckpointError(f"{path} is corrupt or truncated: unreadable safetensors header ({e})") from None
     try:
         data_end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
     except (AttributeError, KeyError, TypeError, IndexError, ValueError):
-        raise ValueError(f"{path} is corrupt or truncated: malformed safetensors header") from None
+        raise CheckpointError(f"{path} is corrupt or truncated: malformed safetensors header") from None
     if 8 + header_len + data_end > size:
-        raise ValueError(
+        raise CheckpointError(
             f"{path} is corrupt or truncated: tensors need {8 + header_len + data_end} bytes, file has {size}"
         )
 
@@ -82,7 +84,7 @@ def load_safetensors(path: Path) -> StateDict:
     try:
         return load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise ValueError(f"{path} is corrupt or truncated: {e}") from None
+        raise CheckpointError(f"{path} is corrupt or truncated: {e}") from None
 
 
 def torch_load(path: Path, weights_only: bool = True) -> Any:
@@ -107,11 +109,11 @@ def torch_load(path: Path, weights_only: bool = True) -> Any:
     except Exception as e:  # torch raises UnpicklingError, RuntimeError or EOFError depending on the damage
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         if "weights_only" in str(e) or "Unsupported global" in str(e):
-            raise ValueError(
+            raise CheckpointError(
                 f"{path} holds objects that weights_only loading refuses (store tensors, lists, "
                 f"dicts and numbers only): {msg}"
             ) from None
-        raise ValueError(f"{path} is corrupt or truncated: {msg}") from None
+        raise CheckpointError(f"{path} is corrupt or truncated: {msg}") from None
 
 
 def load_any(path: Path, weights_only: bool = True) -> StateDict:
@@ -132,7 +134,7 @@ def load_any(path: Path, weights_only: bool = True) -> StateDict:
         return load_safetensors(path)
     obj = torch_load(path, weights_only=weights_only)
     if not isinstance(obj, dict):
-        raise ValueError(f"{path} does not hold a state dict (found {type(obj).__name__})")
+        raise CheckpointError(f"{path} does not hold a state dict (found {type(obj).__name__})")
     return obj
 
 

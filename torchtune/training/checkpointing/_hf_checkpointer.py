@@ -19,6 +19,7 @@ from torchtune.training.checkpointing._convert import (
     peft_module_path,
 )
 from torchtune.training.checkpointing._files import CheckpointFiles, resolve_hf_files
+from torchtune._errors import CheckpointError
 from torchtune.training.checkpointing._io import load_any, save_json, save_safetensors, save_torch
 from torchtune.training.checkpointing._model_type import ModelType
 
@@ -137,9 +138,9 @@ class FullModelHFCheckpointer(_Checkpointer):
             try:
                 out.update(self._family.to_tune({key: value}, self._config))
             except KeyError as e:
-                raise ValueError(f"{path}: {e.args[0]} (model_type {self._model_type.name})") from None
+                raise CheckpointError(f"{path}: {e.args[0]} (model_type {self._model_type.name})") from None
             except (RuntimeError, ValueError) as e:
-                raise ValueError(
+                raise CheckpointError(
                     f"{path}: cannot convert {key} of shape {list(value.shape)} with the head sizes of "
                     f"config.json {head_dims(self._config)}: {e}"
                 ) from None

@@ -69,7 +69,16 @@ def _warn_on_window_mismatch(module: nn.Module, state_dict, prefix: str, local_m
     if prefix or CHECKPOINT_WINDOW_KEY not in local_metadata:
         return
     declared = local_metadata[CHECKPOINT_WINDOW_KEY]
-    built = {m.sliding_window for m in module.modules() if isinstance(m, MultiHeadAttention)}
+    windows = [m.sliding_window for m in module.modules() if isinstance(m, MultiHeadAttention)]
+    if isinstance(declared, list):  # one window per layer (Gemma 2 and 3: local and global layers)
+        if declared != windows:
+            _log.warning(
+                f"The checkpoint's config.json has per-layer attention windows {declared} (None: global), but the "
+                f"model was built with {windows}: attention differs for sequences longer than a window. Build the "
+                f"model with the checkpoint's sliding_window and layer pattern."
+            )
+        return
+    built = set(windows)
     if built <= {declared}:
         return
     has = "no sliding window (global attention)" if declared is None else f"sliding_window={declared}"

@@ -56,6 +56,34 @@ def declared_sliding_window(config: Dict[str, Any]) -> Optional[int]:
     return int(config["sliding_window"])
 
 
+# Families whose config.json alternates local and global layers: every n-th layer is global.
+_GLOBAL_EVERY = {"gemma2": 2, "gemma3_text": 6}
+
+
+def declared_layer_windows(config: Dict[str, Any]) -> Union[None, int, List[Optional[int]]]:
+    """The attention window of each layer, from ``config.json``: a list where layers differ.
+
+    ``layer_types`` (``"sliding_attention"`` / ``"full_attention"``, written by transformers 5)
+    gives the list; Gemma 2 and Gemma 3 configs without it alternate by their
+    ``sliding_window_pattern`` (2 and 6). Otherwise every layer has :func:`declared_sliding_window`.
+
+    Args:
+        config (Dict[str, Any]): parsed config.json.
+
+    Returns:
+        Union[None, int, List[Optional[int]]]: one window for every layer, or one per layer (None: global).
+    """
+    window = declared_sliding_window(config)
+    types = config.get("layer_types")
+    every = config.get("sliding_window_pattern") or _GLOBAL_EVERY.get(config.get("model_type"))
+    if types is None and window is not None and every and config.get("num_hidden_layers"):
+        types = ["full_attention" if (i + 1) % every == 0 else "sliding_attention"
+                 for i in range(int(config["num_hidden_layers"]))]
+    if types is None or window is None:
+        return window
+    return [window if t == "sliding_attention" else None for t in types]
+
+
 class FullModelHFCheckpointer(_Checkpointer):
     """Read and write Hugging Face checkpoints, converting to and from the torchtune layout.
 
@@ -169,7 +197,7 @@ class FullModelHFCheckpointer(_Checkpointer):
         log.info(f"Loaded {len(merged)} tensors from {len(paths)} file(s) in {paths[0].parent}")
         # Attribute set on an OrderedDict: the same place torch keeps module versions.
         loaded = OrderedDict(merged)
-        loaded._metadata = OrderedDict({"": {CHECKPOINT_WINDOW_KEY: declared_sliding_window(self._config)}})
+        loaded._metadata = OrderedDict({"": {CHECKPOINT_WINDOW_KEY: declared_layer_windows(self._config)}})
         return loaded
 
     def _write_model(self, model: StateDict, folder: Path) -> List[Path]:

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from tests.torchtune.models.gemma.gemma_reference import (
-    TINY, WINDOW, check_family, check_lora, hf_dims, save_reference, tokens,
+    TINY, WINDOW, check_family, check_lora, hf_dims, save_reference, tokens, window_warnings,
 )
+from tests.torchtune.models.hf_parity import load_through_checkpointer
 from tests.torchtune.models.llama3.hf_reference import base_param_count
 from torchtune.models.gemma2 import gemma2, gemma2_27b, gemma2_2b, gemma2_9b, lora_gemma2
 from torchtune.modules.softcapping import softcapped_attention
@@ -29,6 +30,12 @@ def test_gemma2_matches_transformers(tmp_path):
     errors = check_family(ref, tmp_path / "hf", "GEMMA2", lambda: gemma2(**DIMS), tmp_path)
     print("gemma2", errors)
     assert max(errors.values()) <= 1e-5, errors
+
+    # A model built with another window than config.json's is loaded with a warning naming both.
+    _, sd = load_through_checkpointer(tmp_path / "hf", "GEMMA2", tmp_path / "again")
+    with window_warnings() as warned:
+        gemma2(**dict(DIMS, sliding_window_size=WINDOW + 1)).load_state_dict(sd)
+    assert len(warned) == 1 and f"[{WINDOW}, None]" in warned[0] and f"[{WINDOW + 1}, None]" in warned[0], warned
 
 
 def test_layers_alternate_and_caps_are_wired():

@@ -13,6 +13,8 @@ STEPS = 6
 # Non-family architectures, tiny: (model_type, config overrides).
 ARCHS = {
     "starcoder2": dict(sliding_window=16, use_bias=True),
+    "gpt_neox": dict(num_key_value_heads=4),  # parallel residual, partial rotary, fused per-head qkv
+    "gpt2": dict(num_key_value_heads=4, n_inner=128),  # learned positions, Conv1D weights
 }
 
 
@@ -25,9 +27,9 @@ def _checkpoint(folder, model_type, overrides):
                                         pad_token="<pad>", additional_special_tokens=["<|im_start|>", "<|im_end|>"])
     tokenizer.chat_template = CHATML
     tokenizer.save_pretrained(str(folder))
-    config = AutoConfig.for_model(model_type, vocab_size=512, hidden_size=64, intermediate_size=128,
-                                  num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                                  max_position_embeddings=256, **overrides)
+    dims = dict(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                num_key_value_heads=2, max_position_embeddings=256)
+    config = AutoConfig.for_model(model_type, **{**dims, **overrides})
     AutoModelForCausalLM.from_config(config).save_pretrained(str(folder))
 
 

@@ -11,7 +11,7 @@ import torch
 from torchtune.models._hf_decoder._architectures import ARCHITECTURES, architecture_of, REFUSED
 from torchtune.models._hf_decoder._builder import hf_decoder, lora_hf_decoder, qlora_hf_decoder
 from torchtune.models._hf_decoder._config import HFConfig, load_hf_config, UnsupportedConfigError
-from torchtune.models._hf_decoder._names import from_tune, hf_module_of, to_tune
+from torchtune.models._hf_decoder._names import from_tune, hf_module_of, to_tune, with_base_prefix
 from torchtune.models._hf_decoder._rope import HFRotaryEmbeddings, rope_frequencies, RopeSpec
 from torchtune.models._hf_decoder._tokenizer import hf_tokenizer, HFModelTokenizer
 
@@ -34,7 +34,11 @@ def hf_to_tune(state_dict: Mapping[str, torch.Tensor], config: Mapping[str, Any]
         ValueError: for an unsupported architecture or a parameter its rules do not name.
     """
     config = _as_config(config)
-    return to_tune(state_dict, architecture_of(config).rules(config), config)
+    arch = architecture_of(config)
+    rules = arch.rules(config)
+    if arch.base_prefix:
+        state_dict = with_base_prefix(state_dict, rules, arch.base_prefix)
+    return to_tune(state_dict, rules, config)
 
 
 def tune_to_hf(state_dict: Mapping[str, torch.Tensor], config: Mapping[str, Any]) -> Dict[str, torch.Tensor]:

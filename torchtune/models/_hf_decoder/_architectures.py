@@ -16,9 +16,12 @@ from torch import nn
 from torchtune.models._hf_decoder._config import (
     activation_of, head_dim_of, HFConfig, layer_types_of, layer_windows, rope_spec, UnsupportedConfigError,
 )
-from torchtune.models._hf_decoder._names import Fused, Rename, Rule, split_rows
+from torchtune.models._decoder import decoder
+from torchtune.models._hf_decoder._names import Fused, Ignore, Rename, Rule, split_per_head, split_rows
 from torchtune.models._hf_decoder._rope import HFRotaryEmbeddings
 from torchtune.models.gemma.rms_norm import GemmaRMSNorm
+from torchtune.modules.decoder_builder import build_decoder
+from torchtune.modules.layer_builders import build_mlp
 from torchtune.modules.rms_norm import RMSNorm
 
 
@@ -31,11 +34,18 @@ class Architecture:
             keyword arguments of ``build_decoder`` (without the linear builder).
         rules (Callable[[HFConfig], List[Rule]]): parameter-name rules for the config.
         description (str): one line for docs/hf_models.md.
+        assembly (Callable[..., Any]): the assembly the kwargs are for: ``build_decoder`` (the
+            families' one), or the block library's ``torchtune.models.decoder`` for blocks only it
+            has (parallel residuals, absolute positions, ALiBi). Default ``build_decoder``.
+        base_prefix (str): prefix of the base model's tensors (``transformer.``), which
+            checkpoints of the bare base model leave out. Default "".
     """
 
     build_kwargs: Callable[[HFConfig, int], Dict[str, Any]]
     rules: Callable[[HFConfig], List[Rule]]
     description: str
+    assembly: Callable[..., Any] = build_decoder
+    base_prefix: str = ""
 
 
 _RMS = {"scale": "weight"}  # our RMSNorm's parameter is ``scale``; theirs is ``weight``
@@ -185,6 +195,119 @@ def _gemma2_rules(config: HFConfig, qk_norm: bool = False) -> List[Rule]:
     ]
 
 
+# ---- architectures on the block library's decoder (parallel residuals, absolute positions, ALiBi)
+
+def _mlp(activation: Callable[[], nn.Module], bias: bool = True) -> Callable[..., nn.Module]:
+    """A non-gated MLP component of ``decoder`` with the checkpoint's activation."""
+    return lambda linear, dim, hidden_dim: build_mlp(linear, dim=dim, hidden_dim=hidden_dim, gated=False,
+                                                     bias=bias, activation=activation())
+
+
+def _layernorm(eps: float) -> Dict[str, Any]:
+    return dict(norm="layernorm", norm_eps=eps)
+
+
+def _gpt_neox(config: HFConfig, max_seq_len: int) -> Dict[str, Any]:
+    heads, head_dim = int(config.need("num_attention_heads")), head_dim_of(config)
+    bias = bool(config.get("attention_bias", True))
+    spec = rope_spec(config, head_dim, partial_rotary_factor=config.get("rotary_pct"))
+    return dict(
+        vocab_size=int(config.need("vocab_size")), num_layers=int(config.need("num_hidden_layers")), num_heads=heads,
+        embed_dim=int(config.need("hidden_size")), intermediate_dim=int(config.need("intermediate_size")),
+        max_seq_len=max_seq_len, head_dim=head_dim, **_layernorm(float(config.get("layer_norm_eps") or 1e-5)),
+        positional=HFRotaryEmbeddings(head_dim, spec, max_seq_len=max_seq_len), qkv_bias=bias, attn_output_bias=bias,
+        ffn=_mlp(activation_of(config)), parallel_residual=bool(config.get("use_parallel_residual", True)),
+        tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
+    )
+
+
+def _gpt_neox_rules(config: HFConfig) -> List[Rule]:
+    layer = "gpt_neox.layers.{i}"
+    split, join = split_per_head(lambda c: int(c["num_attention_heads"]))
+    return [
+        Rename("tok_embeddings", "gpt_neox.embed_in"),
+        Fused(("layers.{i}.attn.q_proj", "layers.{i}.attn.k_proj", "layers.{i}.attn.v_proj"),
+              f"{layer}.attention.query_key_value", split, join),
+        Rename("layers.{i}.attn.output_proj", f"{layer}.attention.dense"),
+        Rename("layers.{i}.sa_norm", f"{layer}.input_layernorm"),
+        Rename("layers.{i}.mlp_norm", f"{layer}.post_attention_layernorm"),
+        Rename("layers.{i}.mlp.w1", f"{layer}.mlp.dense_h_to_4h"),
+        Rename("layers.{i}.mlp.w2", f"{layer}.mlp.dense_4h_to_h"),
+        Rename("norm", "gpt_neox.final_layer_norm"),
+        Rename("output", "embed_out"),
+        Ignore(r"gpt_neox\.layers\.\d+\.attention\.(bias|masked_bias|rotary_emb\.inv_freq)"),
+    ]
+
+
+def _gpt2(config: HFConfig, max_seq_len: int) -> Dict[str, Any]:
+    if config.get("scale_attn_by_inverse_layer_idx"):
+        raise config.unsupported("scale_attn_by_inverse_layer_idx", "attention scores scaled per layer")
+    if not config.get("scale_attn_weights", True):
+        raise config.unsupported("scale_attn_weights", "unscaled attention scores")
+    dim, positions = int(config.need("n_embd")), int(config.need("n_positions"))
+    if max_seq_len > positions:
+        raise config.unsupported("n_positions", f"learned positions stop there; max_seq_len is {max_seq_len}")
+    return dict(
+        vocab_size=int(config.need("vocab_size")), num_layers=int(config.need("n_layer")),
+        num_heads=int(config.need("n_head")), embed_dim=dim, intermediate_dim=int(config.get("n_inner") or 4 * dim),
+        max_seq_len=max_seq_len, **_layernorm(float(config.get("layer_norm_epsilon") or 1e-5)),
+        positional="learned", qkv_bias=True, attn_output_bias=True,
+        ffn=_mlp(activation_of(config, "activation_function")),
+        tie_word_embeddings=bool(config.get("tie_word_embeddings", True)),
+    )
+
+
+def _gpt2_rules(config: HFConfig) -> List[Rule]:
+    layer = "transformer.h.{i}"
+    split, join = split_rows(lambda c: [int(c["n_embd"])] * 3)
+    return [
+        Rename("tok_embeddings", "transformer.wte"),
+        Rename("post_embedding.pos_embedding.embedding", "transformer.wpe"),
+        Fused(("layers.{i}.attn.q_proj", "layers.{i}.attn.k_proj", "layers.{i}.attn.v_proj"),
+              f"{layer}.attn.c_attn", split, join, transpose=True),
+        Rename("layers.{i}.attn.output_proj", f"{layer}.attn.c_proj", transpose=True),
+        Rename("layers.{i}.sa_norm", f"{layer}.ln_1"),
+        Rename("layers.{i}.mlp_norm", f"{layer}.ln_2"),
+        Rename("layers.{i}.mlp.w1", f"{layer}.mlp.c_fc", transpose=True),
+        Rename("layers.{i}.mlp.w2", f"{layer}.mlp.c_proj", transpose=True),
+        Rename("norm", "transformer.ln_f"),
+        Rename("output", "lm_head"),
+        Ignore(r"transformer\.h\.\d+\.attn\.(bias|masked_bias)"),
+    ]
+
+
+def _bloom(config: HFConfig, max_seq_len: int) -> Dict[str, Any]:
+    if config.get("apply_residual_connection_post_layernorm"):
+        raise config.unsupported("apply_residual_connection_post_layernorm", "the residual taken after the norm")
+    dim = int(config.first("hidden_size", "n_embed"))
+    return dict(
+        vocab_size=int(config.need("vocab_size")), num_layers=int(config.first("n_layer", "num_hidden_layers")),
+        num_heads=int(config.first("n_head", "num_attention_heads")), embed_dim=dim, intermediate_dim=4 * dim,
+        max_seq_len=max_seq_len, **_layernorm(float(config.get("layer_norm_epsilon") or 1e-5)),
+        positional="alibi", post_embedding_norm=True, qkv_bias=True, attn_output_bias=True,
+        ffn=_mlp(partial(nn.GELU, approximate="tanh")),  # BLOOM's gelu is the tanh approximation
+        tie_word_embeddings=bool(config.get("tie_word_embeddings", True)),
+    )
+
+
+def _bloom_rules(config: HFConfig) -> List[Rule]:
+    layer = "transformer.h.{i}"
+    split, join = split_per_head(lambda c: int(c.get("n_head") or c["num_attention_heads"]))
+    return [
+        Rename("tok_embeddings", "transformer.word_embeddings"),
+        Rename("post_embedding.norm", "transformer.word_embeddings_layernorm"),
+        Fused(("layers.{i}.attn.q_proj", "layers.{i}.attn.k_proj", "layers.{i}.attn.v_proj"),
+              f"{layer}.self_attention.query_key_value", split, join),
+        Rename("layers.{i}.attn.output_proj", f"{layer}.self_attention.dense"),
+        Rename("layers.{i}.sa_norm", f"{layer}.input_layernorm"),
+        Rename("layers.{i}.mlp_norm", f"{layer}.post_attention_layernorm"),
+        Rename("layers.{i}.mlp.w1", f"{layer}.mlp.dense_h_to_4h"),
+        Rename("layers.{i}.mlp.w2", f"{layer}.mlp.dense_4h_to_h"),
+        Rename("norm", "transformer.ln_f"),
+        Rename("output", "lm_head"),
+    ]
+
+
 ARCHITECTURES: Dict[str, Architecture] = {
     "llama": Architecture(_llama, _llama_rules, "Llama 1-3.x, SmolLM, TinyLlama, Vicuna (RMSNorm, SwiGLU, RoPE)"),
     "mistral": Architecture(_mistral, _llama_rules, "Mistral (Llama layout with a sliding window)"),
@@ -198,6 +321,12 @@ ARCHITECTURES: Dict[str, Architecture] = {
                            "Gemma 2 (post-norms, attention and final soft-capping, local/global layers)"),
     "gemma3_text": Architecture(_gemma3, partial(_gemma2_rules, qk_norm=True),
                                 "Gemma 3 text (Gemma 2 blocks + q/k norms, RoPE bases per layer type)"),
+    "gpt_neox": Architecture(_gpt_neox, _gpt_neox_rules, "GPT-NeoX, Pythia (parallel residual, partial rotary, "
+                             "fused per-head qkv)", assembly=decoder),
+    "gpt2": Architecture(_gpt2, _gpt2_rules, "GPT-2, DistilGPT2 (learned positions, Conv1D weights, fused c_attn)",
+                         assembly=decoder, base_prefix="transformer."),
+    "bloom": Architecture(_bloom, _bloom_rules, "BLOOM, BLOOMZ (ALiBi, embedding LayerNorm, fused per-head qkv)",
+                          assembly=decoder, base_prefix="transformer."),
 }
 
 # Not decoders we can express, with the reason given to the user.

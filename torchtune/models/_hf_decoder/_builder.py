@@ -5,7 +5,6 @@ from typing import List, Optional, Union
 
 from torchtune.models._hf_decoder._architectures import architecture_of
 from torchtune.models._hf_decoder._config import load_hf_config
-from torchtune.modules.decoder_builder import build_decoder
 from torchtune.modules.layer_builders import dense_linear, LinearBuilder
 from torchtune.modules.peft import get_lora_linear_builder, LORA_ATTN_MODULES
 from torchtune.modules.transformer import TransformerDecoder
@@ -18,8 +17,9 @@ def _decoder(linear: LinearBuilder, path: Union[str, Path], max_seq_len: Optiona
     config = load_hf_config(path)
     arch = architecture_of(config)
     if max_seq_len is None:
-        max_seq_len = min(int(config.get("max_position_embeddings") or DEFAULT_MAX_SEQ_LEN), DEFAULT_MAX_SEQ_LEN)
-    return build_decoder(linear, **arch.build_kwargs(config, max_seq_len))
+        longest = config.first("max_position_embeddings", "n_positions", default=DEFAULT_MAX_SEQ_LEN)
+        max_seq_len = min(int(longest), DEFAULT_MAX_SEQ_LEN)
+    return arch.assembly(linear=linear, **arch.build_kwargs(config, max_seq_len))
 
 
 def hf_decoder(path: str, max_seq_len: Optional[int] = None) -> TransformerDecoder:

@@ -115,7 +115,7 @@ def rope_spec(config: HFConfig, head_dim: int, partial_rotary_factor: Optional[f
     if kind not in SUPPORTED_ROPE_TYPES:
         key = "rope_parameters" if config.get("rope_parameters") else "rope_scaling"
         raise config.unsupported(key, f"RoPE type {kind!r}; supported: {', '.join(SUPPORTED_ROPE_TYPES)}")
-    base = params.get("rope_theta") or config.get("rope_theta") or 10_000.0
+    base = params.get("rope_theta") or config.first("rope_theta", "rotary_emb_base", default=10_000.0)
     fraction = partial_rotary_factor
     if fraction is None:
         fraction = params.get("partial_rotary_factor") or config.get("partial_rotary_factor") or 1.0
@@ -158,13 +158,15 @@ _ACTIVATIONS: Dict[str, Callable[[], nn.Module]] = {
 }
 
 
-def activation_of(config: HFConfig) -> Callable[[], nn.Module]:
-    """Builder of the MLP non-linearity named by ``hidden_activation`` (Gemma 2/3) or ``hidden_act``.
+def activation_of(config: HFConfig, key: Optional[str] = None) -> Callable[[], nn.Module]:
+    """Builder of the MLP non-linearity named by ``config[key]``; by default ``hidden_activation``
+    (Gemma 2/3) or ``hidden_act``.
 
     Raises:
         UnsupportedConfigError: for an activation we do not have.
     """
-    key = "hidden_activation" if config.get("hidden_activation") else "hidden_act"
+    if key is None:
+        key = "hidden_activation" if config.get("hidden_activation") else "hidden_act"
     name = config.get(key) or "silu"
     if name not in _ACTIVATIONS:
         raise config.unsupported(key, f"activation; supported: {', '.join(sorted(_ACTIVATIONS))}")

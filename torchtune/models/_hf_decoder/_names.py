@@ -55,7 +55,15 @@ class Fused:
     transpose: bool = False
 
 
-Rule = object  # Rename or Fused
+@dataclass(frozen=True)
+class Ignore:
+    """Their tensor ``hf`` (a regular expression) carries no weight of ours: a cached causal mask
+    or RoPE frequencies that older checkpoints saved. Dropped on load, never written."""
+
+    hf: str
+
+
+Rule = object  # Rename, Fused or Ignore
 
 
 def _pattern(template: str) -> "re.Pattern[str]":
@@ -86,9 +94,12 @@ def to_tune(sd: Mapping[str, torch.Tensor], rules: Sequence[Rule], config: Mappi
     Raises:
         ValueError: on a key no rule matches (the message names the key).
     """
-    compiled = [(rule, _pattern(rule.hf)) for rule in rules]
+    compiled = [(rule, _pattern(rule.hf)) for rule in rules if not isinstance(rule, Ignore)]
+    ignored = [re.compile(rule.hf) for rule in rules if isinstance(rule, Ignore)]
     out: StateDict = {}
     for key, value in sd.items():
+        if any(p.fullmatch(key) for p in ignored):
+            continue
         for rule, pattern in compiled:
             match = pattern.match(key)
             if match is None:
@@ -115,6 +126,7 @@ def from_tune(sd: Mapping[str, torch.Tensor], rules: Sequence[Rule], config: Map
     """
     out: StateDict = {}
     pending: Dict[Tuple[int, Optional[str], str], Dict[str, torch.Tensor]] = {}
+    rules = [rule for rule in rules if not isinstance(rule, Ignore)]
     for key, value in sd.items():
         for index, rule in enumerate(rules):
             names = rule.tune if isinstance(rule, Fused) else (rule.tune,)
@@ -141,6 +153,19 @@ def from_tune(sd: Mapping[str, torch.Tensor], rules: Sequence[Rule], config: Map
     return out
 
 
+def with_base_prefix(sd: Mapping[str, torch.Tensor], rules: Sequence[Rule], prefix: str) -> StateDict:
+    """``sd`` with ``prefix`` put before keys that only match a rule with it: checkpoints of the bare
+    base model (the Hub's ``gpt2`` and ``bloom-560m`` files) name ``h.0.ln_1.weight`` for
+    ``transformer.h.0.ln_1.weight``."""
+    patterns = [_pattern(rule.hf) for rule in rules if not isinstance(rule, Ignore)]
+    ignored = [re.compile(rule.hf) for rule in rules if isinstance(rule, Ignore)]
+
+    def known(key: str) -> bool:
+        return any(p.match(key) for p in patterns) or any(p.fullmatch(key) for p in ignored)
+
+    return {(key if known(key) or not known(prefix + key) else prefix + key): v for key, v in sd.items()}
+
+
 def hf_module_of(tune_module: str, rules: Sequence[Rule]) -> Optional[str]:
     """Their module path for one of ours (``layers.0.attn.q_proj``), if a :class:`Rename` maps it."""
     for rule in rules:
@@ -155,3 +180,20 @@ def split_rows(sizes: Callable[[Mapping], Sequence[int]]) -> Tuple[Splitter, Joi
     """A split of the first dim into consecutive blocks (``[q; k; v]``) and its inverse."""
     return (lambda t, c: list(torch.split(t, list(sizes(c)), dim=0)),
             lambda parts, c: torch.cat(parts, dim=0))
+
+
+def split_per_head(num_heads: Callable[[Mapping], int], parts: int = 3) -> Tuple[Splitter, Joiner]:
+    """A split of rows laid out head by head, ``[n_h, parts, h_d]`` (GPT-NeoX, BLOOM: q, k, v of
+    head 0, then of head 1, ...), into ``parts`` tensors of ``[n_h * h_d]`` rows; and its inverse."""
+
+    def split(t: torch.Tensor, c: Mapping) -> List[torch.Tensor]:
+        heads = num_heads(c)
+        grouped = t.reshape(heads, parts, t.shape[0] // (heads * parts), *t.shape[1:])
+        return [grouped[:, i].reshape(-1, *t.shape[1:]) for i in range(parts)]
+
+    def join(tensors: List[torch.Tensor], c: Mapping) -> torch.Tensor:
+        heads = num_heads(c)
+        stacked = torch.stack([x.reshape(heads, -1, *x.shape[1:]) for x in tensors], dim=1)
+        return stacked.reshape(-1, *tensors[0].shape[1:])
+
+    return split, join

@@ -27,6 +27,10 @@ ARCHS: Dict[str, Dict[str, Any]] = {
                         rope_parameters={"sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
                                          "full_attention": {"rope_type": "linear", "factor": 2.0,
                                                             "rope_theta": 1000000.0}}),
+    "gpt_neox": dict(layer_norm_eps=1e-5, num_key_value_heads=4, use_parallel_residual=True,
+                     rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.25}),
+    "gpt2": dict(n_inner=96, layer_norm_epsilon=1e-5, activation_function="gelu_new"),
+    "bloom": dict(layer_norm_epsilon=1e-5),
 }
 
 

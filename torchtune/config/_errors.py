@@ -11,6 +11,10 @@ class InstantiationError(TorchtuneError, ValueError):
     """
 
 
+class ComponentTypeError(InstantiationError, TypeError):
+    """A component refused a config value's type when it was built (also a ``TypeError``)."""
+
+
 class ConfigError(TorchtuneError, ValueError):
     """A config has one or more problems; all of them are collected in ``errors``.
 

@@ -12,7 +12,7 @@ from torchtune.config._component import (
     join_key,
     unknown_argument_errors,
 )
-from torchtune.config._errors import InstantiationError
+from torchtune.config._errors import ComponentTypeError, InstantiationError
 from torchtune.config._types import type_errors
 
 
@@ -67,11 +67,30 @@ def _build(node: Mapping, key: str, args: Tuple[Any, ...], overrides: Dict[str, 
         raise InstantiationError("\n".join(str(e) for e in mistyped))
     try:
         return component(*args, **kwargs)
+    except (ValueError, TypeError) as err:
+        # ValueError is how builders reject a value, at any depth; a TypeError deep in the
+        # library is more likely a bug, and keeps its traceback.
+        if isinstance(err, InstantiationError) or (isinstance(err, TypeError) and not _raised_by(err, component)):
+            raise
+        # The component refused a config value (a LoRA rank of 0, a negative lr): a config error.
+        error_type = ComponentTypeError if isinstance(err, TypeError) else InstantiationError
+        raise error_type(f"{describe_key(key)} ({path}): {str(err).splitlines()[0] if str(err) else err!r}") from err
     except Exception as err:
         # Keep the original exception type (callers may catch it) but say which node raised it.
         if hasattr(err, "add_note"):  # Python >= 3.11
             err.add_note(f"while instantiating {describe_key(key)} ({path})")
         raise
+
+
+def _raised_by(err: BaseException, component: Any) -> bool:
+    """Whether ``err`` comes from checking the arguments: raised in the component's own frame or
+    in a builder it calls directly, not deep inside the library (a bug keeps its traceback)."""
+    depth = 0
+    tb = err.__traceback__
+    while tb is not None:
+        depth += 1
+        tb = tb.tb_next
+    return depth <= 4  # _build's frame, the component, and at most two nested builders
 
 
 def instantiate(config: Any, *args: Any, **kwargs: Any) -> Any:

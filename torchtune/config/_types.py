@@ -56,6 +56,8 @@ def _matches(value: Any, hint: Any) -> Any:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if hint is str:
         return isinstance(value, str)
+    if isinstance(hint, type) and hint.__name__ == "Tensor":
+        return False  # a config holds no tensors: in Union[float, Tensor] only float can match
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin is typing.Union:
         results = [_matches(value, a) for a in args]
@@ -109,12 +111,27 @@ def type_errors(component: Callable[..., Any], path: str, key: str, values: Mapp
         ``config key 'optimizer.lr': expected float (a type hint of torch.optim.AdamW), got str 'fast'``.
     """
     hints = _hints(component)
-    errors: List[Exception] = []
+    errors: List[Exception] = range_errors(key, values)
     for name, value in values.items():
         if name in hints and _matches(value, hints[name]) is False:
             errors.append(TypeError(f"{describe_key(join_key(key, name))}: expected {type_name(hints[name])} "
                                     f"(a type hint of {path}), got {type(value).__name__} {value!r}"[:400]))
     return errors
+
+
+# Sizes that must be positive whatever component takes them (a 0 would fail as a division by
+# zero or an empty tensor deep inside the build).
+POSITIVE_ARGUMENTS = frozenset({
+    "num_heads", "num_kv_heads", "num_layers", "embed_dim", "intermediate_dim", "vocab_size", "max_seq_len",
+    "lora_rank", "head_dim", "hidden_dim", "num_output_chunks", "chunk_size",
+})
+
+
+def range_errors(key: str, values: Mapping[str, Any]) -> List[Exception]:
+    """Values of ``POSITIVE_ARGUMENTS`` that are integers below 1, naming the key."""
+    return [ValueError(f"{describe_key(join_key(key, name))}: must be >= 1, got {value!r}")
+            for name, value in values.items()
+            if name in POSITIVE_ARGUMENTS and isinstance(value, int) and not isinstance(value, bool) and value < 1]
 
 
 def recipe_key_errors(values: Mapping[str, Any]) -> List[Exception]:

@@ -9,7 +9,7 @@ blocks already express is a new entry here, nothing else.
 import math
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Optional
 
 from torch import nn
 
@@ -39,6 +39,8 @@ class Architecture:
             has (parallel residuals, absolute positions, ALiBi). Default ``build_decoder``.
         base_prefix (str): prefix of the base model's tensors (``transformer.``), which
             checkpoints of the bare base model leave out. Default "".
+        post_build (Optional[Callable[[nn.Module, HFConfig], None]]): adjusts the built model
+            (ties modules the assembly keeps apart). Default None.
     """
 
     build_kwargs: Callable[[HFConfig, int], Dict[str, Any]]
@@ -46,6 +48,7 @@ class Architecture:
     description: str
     assembly: Callable[..., Any] = build_decoder
     base_prefix: str = ""
+    post_build: Optional[Callable[[nn.Module, HFConfig], None]] = None
 
 
 _RMS = {"scale": "weight"}  # our RMSNorm's parameter is ``scale``; theirs is ``weight``
@@ -308,6 +311,88 @@ def _bloom_rules(config: HFConfig) -> List[Rule]:
     ]
 
 
+def _stablelm(config: HFConfig, max_seq_len: int) -> Dict[str, Any]:
+    if config.get("qk_layernorm"):
+        raise config.unsupported("qk_layernorm", "StableLM's q/k LayerNorms have weights per head")
+    heads, head_dim = int(config.need("num_attention_heads")), head_dim_of(config)
+    bias = bool(config.get("use_qkv_bias", False))
+    return dict(
+        vocab_size=int(config.need("vocab_size")), num_layers=int(config.need("num_hidden_layers")), num_heads=heads,
+        num_kv_heads=int(config.get("num_key_value_heads") or heads), embed_dim=int(config.need("hidden_size")),
+        intermediate_dim=int(config.need("intermediate_size")), max_seq_len=max_seq_len, head_dim=head_dim,
+        **_layernorm(float(config.get("layer_norm_eps") or 1e-5)),
+        positional=HFRotaryEmbeddings(head_dim, rope_spec(config, head_dim), max_seq_len=max_seq_len),
+        qkv_bias=bias, ffn="swiglu" if activation_of(config) is nn.SiLU else
+        (lambda linear, dim, hidden: build_mlp(linear, dim=dim, hidden_dim=hidden, activation=activation_of(config)())),
+        parallel_residual=bool(config.get("use_parallel_residual", False)),
+        tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
+    )
+
+
+def _one_norm_for_both_branches(model: nn.Module, config: HFConfig) -> None:
+    # A parallel block whose attention and MLP read the same normed input (StableLM, Phi-2): one
+    # LayerNorm module serves both branches, so it stays one tensor through training.
+    if config.get("use_parallel_residual"):
+        for layer in model.layers:
+            layer.mlp_norm = layer.sa_norm
+
+
+def _duplicate(t, c):
+    return [t, t]
+
+
+def _first(parts, c):
+    return parts[0]
+
+
+def _stablelm_rules(config: HFConfig) -> List[Rule]:
+    rules = _llama_rules(config, norm_params={})
+    if not config.get("use_parallel_residual"):
+        return rules
+    shared = Fused(("layers.{i}.sa_norm", "layers.{i}.mlp_norm"), "model.layers.{i}.input_layernorm", _duplicate,
+                   _first)
+    return [r for r in rules if r.tune not in ("layers.{i}.sa_norm", "layers.{i}.mlp_norm")] + [shared]
+
+
+def _mpt(config: HFConfig, max_seq_len: int) -> Dict[str, Any]:
+    attn = dict(config.get("attn_config") or {})
+    for key, expected in (("alibi", True), ("clip_qkv", None), ("qk_ln", False), ("softmax_scale", None),
+                          ("alibi_bias_max", 8), ("prefix_lm", False), ("attn_uses_sequence_id", False)):
+        if attn.get(key, expected) != expected:
+            raise UnsupportedConfigError(f"{config.source}: attn_config.{key}={attn.get(key)!r} is not supported: "
+                                         f"expected {expected!r}")
+    if config.get("logit_scale") is not None:
+        raise config.unsupported("logit_scale", "scaled logits")
+    heads, dim = int(config.need("n_heads")), int(config.need("d_model"))
+    if heads & (heads - 1):
+        raise config.unsupported("n_heads", "MPT's ALiBi slopes for a head count that is not a power of 2")
+    bias = not config.get("no_bias", True)
+    return dict(
+        vocab_size=int(config.need("vocab_size")), num_layers=int(config.need("n_layers")), num_heads=heads,
+        embed_dim=dim, intermediate_dim=int(config.get("expansion_ratio") or 4) * dim, max_seq_len=max_seq_len,
+        norm="layernorm" if bias else "layernorm_no_bias", norm_eps=float(config.get("layer_norm_epsilon") or 1e-5),
+        positional="alibi", qkv_bias=bias, attn_output_bias=bias, ffn=_mlp(nn.GELU, bias=bias),
+        tie_word_embeddings=bool(config.get("tie_word_embeddings", True)),
+    )
+
+
+def _mpt_rules(config: HFConfig) -> List[Rule]:
+    layer = "transformer.blocks.{i}"
+    split, join = split_rows(lambda c: [int(c["d_model"])] * 3)
+    return [
+        Rename("tok_embeddings", "transformer.wte"),
+        Fused(("layers.{i}.attn.q_proj", "layers.{i}.attn.k_proj", "layers.{i}.attn.v_proj"),
+              f"{layer}.attn.Wqkv", split, join),
+        Rename("layers.{i}.attn.output_proj", f"{layer}.attn.out_proj"),
+        Rename("layers.{i}.sa_norm", f"{layer}.norm_1"),
+        Rename("layers.{i}.mlp_norm", f"{layer}.norm_2"),
+        Rename("layers.{i}.mlp.w1", f"{layer}.ffn.up_proj"),
+        Rename("layers.{i}.mlp.w2", f"{layer}.ffn.down_proj"),
+        Rename("norm", "transformer.norm_f"),
+        Rename("output", "lm_head"),
+    ]
+
+
 ARCHITECTURES: Dict[str, Architecture] = {
     "llama": Architecture(_llama, _llama_rules, "Llama 1-3.x, SmolLM, TinyLlama, Vicuna (RMSNorm, SwiGLU, RoPE)"),
     "mistral": Architecture(_mistral, _llama_rules, "Mistral (Llama layout with a sliding window)"),
@@ -325,6 +410,11 @@ ARCHITECTURES: Dict[str, Architecture] = {
                              "fused per-head qkv)", assembly=decoder),
     "gpt2": Architecture(_gpt2, _gpt2_rules, "GPT-2, DistilGPT2 (learned positions, Conv1D weights, fused c_attn)",
                          assembly=decoder, base_prefix="transformer."),
+    "stablelm": Architecture(_stablelm, _stablelm_rules,
+                             "StableLM 2, StableLM-3B-4E1T (LayerNorm, partial rotary, optional parallel residual)",
+                             assembly=decoder, post_build=_one_norm_for_both_branches),
+    "mpt": Architecture(_mpt, _mpt_rules, "MPT (ALiBi, bias-free LayerNorm and projections, fused Wqkv)",
+                        assembly=decoder, base_prefix="transformer."),
     "bloom": Architecture(_bloom, _bloom_rules, "BLOOM, BLOOMZ (ALiBi, embedding LayerNorm, fused per-head qkv)",
                           assembly=decoder, base_prefix="transformer."),
 }

@@ -19,7 +19,10 @@ def _decoder(linear: LinearBuilder, path: Union[str, Path], max_seq_len: Optiona
     if max_seq_len is None:
         longest = config.first("max_position_embeddings", "n_positions", default=DEFAULT_MAX_SEQ_LEN)
         max_seq_len = min(int(longest), DEFAULT_MAX_SEQ_LEN)
-    return arch.assembly(linear=linear, **arch.build_kwargs(config, max_seq_len))
+    model = arch.assembly(linear=linear, **arch.build_kwargs(config, max_seq_len))
+    if arch.post_build is not None:
+        arch.post_build(model, config)
+    return model
 
 
 def hf_decoder(path: str, max_seq_len: Optional[int] = None) -> TransformerDecoder:

@@ -31,7 +31,13 @@ ARCHS: Dict[str, Dict[str, Any]] = {
                      rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.25}),
     "gpt2": dict(n_inner=96, layer_norm_epsilon=1e-5, activation_function="gelu_new"),
     "bloom": dict(layer_norm_epsilon=1e-5),
+    "stablelm": dict(layer_norm_eps=1e-5, use_qkv_bias=True,
+                     rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5}),
+    "stablelm_parallel": dict(use_parallel_residual=True, num_key_value_heads=4),
+    "mpt": dict(d_model=64, n_heads=4, n_layers=2, expansion_ratio=4, max_seq_len=64),
 }
+# Variants of an architecture: the key of ARCHS -> the model_type it builds.
+MODEL_TYPE = {"stablelm_parallel": "stablelm"}
 
 
 def make_hf_model(model_type: str, seed: int = 0, **overrides) -> Tuple[torch.nn.Module, Dict[str, Any]]:
@@ -39,7 +45,7 @@ def make_hf_model(model_type: str, seed: int = 0, **overrides) -> Tuple[torch.nn
     (norm weights and biases too, so a dropped or misplaced one changes the logits)."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    config = AutoConfig.for_model(model_type, **{**TINY, **ARCHS[model_type], **overrides})
+    config = AutoConfig.for_model(MODEL_TYPE.get(model_type, model_type), **{**TINY, **ARCHS[model_type], **overrides})
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32, attn_implementation="eager")
     with torch.no_grad():

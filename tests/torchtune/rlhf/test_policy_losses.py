@@ -79,7 +79,7 @@ def test_grpo_loss_matches_token_by_token_reference_and_gradient():
             total += -(surrogate - beta * kl)
             kl_total += kl
             clipped += int(_clip(ratio, 1 - eps, 1 + eps_high) != ratio)
-    assert float(out.loss) == pytest.approx(total, rel=1e-9)
+    assert float(out.loss.detach()) == pytest.approx(total, rel=1e-9)
     assert float(out.kl) == pytest.approx(kl_total, rel=1e-9)
     assert int(out.clipfrac) == clipped
     assert int(out.num_tokens) == int(mask.sum())

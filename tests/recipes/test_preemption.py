@@ -125,23 +125,45 @@ def _check_stopped(rc, output, out, seen, max_late):
     assert f"Checkpoint: {out / f'step_{step}'}" in output, output
     command = re.search(r"Resume with:\n\s+(.*)\n", output).group(1)
     assert command.startswith("tune run ") and command.endswith(" resume_from_checkpoint=True"), command
+    assert "resume_from_checkpoint=True" not in command[:-len(" resume_from_checkpoint=True")]
     assert "Traceback" not in output, output
     return step, command
 
 
-def test_sigterm_single_device_checkpoints_and_resume_continues_the_losses(assets, reference, tmp_path):
+ENV_SECRET = "s3cr3t-from-the-environment-4711"
+LITERAL_SECRET = "hf_" + "Q" * 30
+SECRETS = ["hf_token=${oc.env:TUNE_TEST_SECRET}", f"wandb_api_key={LITERAL_SECRET}"]
+
+
+def _assert_no_secret(text_or_bytes, where):
+    data = text_or_bytes.encode() if isinstance(text_or_bytes, str) else text_or_bytes
+    for secret in (ENV_SECRET, LITERAL_SECRET):
+        assert secret.encode() not in data, f"{secret} found in {where}"
+
+
+def test_sigterm_single_device_checkpoints_and_resume_continues_the_losses(assets, reference, tmp_path, monkeypatch,
+                                                                             capfd):
+    # The run's config also holds two secrets (one from the environment): no stream or file may show them.
+    monkeypatch.setenv("TUNE_TEST_SECRET", ENV_SECRET)
     args = ["run", "lora_finetune_single_device", "--config", "llama2/7B_lora_single_device",
-            *_overrides(assets, tmp_path, "batch_size=4", f"max_steps_per_epoch={LONG}")]
+            *_overrides(assets, tmp_path, "batch_size=4", f"max_steps_per_epoch={LONG}", *SECRETS)]
     rc, output, seen = _signal_when_training(args, tmp_path, marker_step=2, freeze=lambda pid: [pid])
+    _assert_no_secret(output, "the output of tune run")
     # The process was frozen between two log reads: the signal arrived in step seen + 1 at the latest.
     step, _ = _check_stopped(rc, output, tmp_path, seen, max_late=1)
     before = read_losses(tmp_path / "logs")
     assert step + TAIL <= len(reference), (step, len(reference))
     _in_process("lora_finetune_single_device", "llama2/7B_lora_single_device",
                 _overrides(assets, tmp_path, "batch_size=4", f"max_steps_per_epoch={step + TAIL}",
-                           "resume_from_checkpoint=True"))
+                           "resume_from_checkpoint=True", *SECRETS))
     after = read_losses(tmp_path / "logs")
     assert after == reference[:step + TAIL], (before, after, reference)  # exact, step for step
+    captured = capfd.readouterr()
+    _assert_no_secret(captured.out + captured.err, "the resumed run's stdout/stderr")
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".txt" for p in files)  # the metric logs, with the (redacted) config
+    for path in files:
+        _assert_no_secret(path.read_bytes(), path)
 
 
 def test_sigterm_two_ranks_agree_on_the_step_and_resume_continues_the_losses(assets, reference, tmp_path):

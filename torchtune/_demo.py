@@ -160,6 +160,8 @@ def main() -> None:
     parser.add_argument("--output-dir", default="./demo_output", help="where the data and outputs go")
     parser.add_argument("--tiny", action="store_true", help="the random-init tiny-model demo instead")
     args, overrides = parser.parse_known_args()
+    # Answers appear as they are printed even when the output goes to a file or a pipe.
+    sys.stdout.reconfigure(line_buffering=True)
     output_dir = Path(args.output_dir).resolve()
     if args.tiny:
         run_tiny(output_dir, overrides)

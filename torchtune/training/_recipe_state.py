@@ -6,6 +6,7 @@ from typing import Any, Collection, Dict, Mapping, Optional, Tuple
 
 import torch
 
+from torchtune._errors import ResumeStateError
 from torchtune.training.checkpointing._constants import (
     ADAPTER_DIRNAME,
     ADAPTER_KEY,
@@ -99,12 +100,12 @@ class RecipeState:
                 Default None: the keys of ``ckpt``.
 
         Raises:
-            KeyError: naming the recipe-state keys the checkpoint lacks.
+            ResumeStateError: (a ``KeyError``) naming the recipe-state keys the checkpoint lacks.
         """
         keys = ckpt.keys() if keys is None else keys
         missing = [k for k in RESUME_REQUIRED_KEYS if k not in keys]
         if missing:
-            raise KeyError(
+            raise ResumeStateError(
                 f"resume_from_checkpoint=True but the recipe state lacks {missing}; "
                 "point checkpointer.recipe_checkpoint at a recipe_state.pt written by an intermediate save"
             )

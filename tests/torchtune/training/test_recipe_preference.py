@@ -45,8 +45,8 @@ def _sequence_logp(logits, tokens, labels, average=False):
     """Sum (or mean) over t of log p(labels[t] | tokens[:t]) for the labelled positions, one row at a time."""
     out = []
     for row in range(tokens.shape[0]):
-        terms = [torch.log_softmax(logits[row, t - 1].double(), -1)[labels[row, t]].item()
-                 for t in range(1, tokens.shape[1]) if labels[row, t] != -100]
+        logprobs = torch.log_softmax(logits[row].double(), -1).tolist()
+        terms = [logprobs[t - 1][labels[row, t]] for t in range(1, tokens.shape[1]) if labels[row, t] != -100]
         out.append(sum(terms) / len(terms) if average else sum(terms))
     return out
 

@@ -36,7 +36,8 @@ def test_family_is_registered(family):
         assert rel in registered, f"{rel} is not registered with any recipe in torchtune/_recipe_registry.py"
         assert rel in recipes_of, f"{rel} is registered, but its recipe is not installed"
         cfg = OmegaConf.load(path)
-        component = cfg.model._component_
+        model = cfg.get("model") or cfg.get("policy_model")  # PPO configs name their policy policy_model
+        component = model._component_
         assert component.startswith(f"torchtune.models.{family}."), f"{rel}: model {component} is not from {family}"
         if "checkpointer" in cfg and cfg.checkpointer.get("model_type") is not None:
             model_types.add(str(cfg.checkpointer.model_type))

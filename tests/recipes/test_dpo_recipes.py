@@ -5,7 +5,7 @@
   and its adapter in peft, both equal to our model with the trained adapter;
 - lora_dpo_distributed through the real ``tune run --nproc_per_node 2`` (gloo): step for step the same
   losses and rewards as the single-device run on the same global batches;
-- full_dpo_distributed (one process): the margin rises and the output loads in transformers.
+- full_dpo_distributed (in-process, one-rank gloo group): the margin rises and the output loads in transformers.
 """
 
 import json
@@ -139,15 +139,25 @@ def test_lora_dpo_distributed_equals_single_device_step_for_step(assets, single_
 
 
 def test_full_dpo_distributed_raises_the_margin_and_its_output_loads_in_transformers(assets, tmp_path):
-    # One process: sharding and the pair-normalised steps across ranks are the LoRA test's; this one is
-    # about the frozen reference copy (ref_checkpointer) and the full-weight output.
+    # In-process on a one-rank gloo group: sharding and pair-normalised steps across ranks are the LoRA
+    # test's; this one is about the frozen reference copy (ref_checkpointer) and the full-weight output.
+    import torch.distributed as dist
     from transformers import AutoModelForCausalLM
 
+    from recipes.full_dpo_distributed import FullDPORecipeDistributed
+
     shards = "[" + ",".join(assets["shards"]) + "]"
-    run_tune(["run", "--nproc_per_node", "1", "full_dpo_distributed", "--config", "demo/tiny_llama_full_dpo",
-              *_overrides(assets, tmp_path), f"ref_checkpointer.checkpoint_dir={assets['ckpt']}",
-              f"ref_checkpointer.checkpoint_files={shards}", "optimizer.lr=3e-3", "batch_size=4",
-              "max_steps_per_epoch=4"], cwd=tmp_path)
+    cfg = OmegaConf.merge(OmegaConf.load(CONFIGS_DIR / "demo" / "tiny_llama_full_dpo.yaml"), OmegaConf.from_dotlist([
+        *_overrides(assets, tmp_path), f"ref_checkpointer.checkpoint_dir={assets['ckpt']}",
+        f"ref_checkpointer.checkpoint_files={shards}", "optimizer.lr=3e-3", "batch_size=4", "max_steps_per_epoch=4"]))
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
+    try:
+        recipe = FullDPORecipeDistributed(cfg)
+        recipe.setup(cfg)
+        recipe.train()
+        recipe.cleanup()
+    finally:
+        dist.destroy_process_group()
     metrics = _read_metrics(tmp_path / "logs")
     assert len(metrics) == 4 and metrics[1]["rewards/margins"] == 0.0
     assert _mean(metrics, "rewards/margins", [3, 4]) > 0.2 and metrics[4]["loss"] < 0.69, metrics

@@ -51,3 +51,26 @@ def test_lora_finetune_of_a_non_family_architecture_lowers_the_loss(model_type, 
     assert len(losses) == STEPS, losses
     assert sum(losses[-2:]) / 2 < losses[0] - 0.2, losses
     assert (out / "epoch_0" / "config.json").is_file() and list((out / "epoch_0").glob("*.safetensors"))
+
+
+@pytest.mark.parametrize("launch, config, model_type", [
+    (["--nproc_per_node", "2", "lora_finetune_distributed"], "hf_decoder/lora", "gpt_neox"),
+    (["--nproc_per_node", "2", "full_finetune_distributed"], "hf_decoder/full", "gpt2"),
+    (["lora_finetune_single_device"], "hf_decoder/qlora_single_device", "starcoder2"),
+], ids=["lora-2-ranks", "full-2-ranks", "qlora"])
+def test_distributed_and_qlora_configs_train(launch, config, model_type, tmp_path):
+    ckpt = tmp_path / "model"
+    _checkpoint(ckpt, model_type, ARCHS[model_type])
+    out = tmp_path / "out"
+    lr = "1e-3" if "full" in config else "1e-2"
+    run_tune([
+        "run", *launch, "--config", config, f"checkpoint_dir={ckpt}", f"output_dir={out}",
+        "tokenizer.max_seq_len=128", "dataset._component_=torchtune.datasets.alpaca_dataset", "dataset.source=json",
+        f"dataset.data_files={write_alpaca_json(tmp_path / 'data.json')}", "device=cpu", "dtype=fp32", "seed=0",
+        "enable_activation_checkpointing=False", "batch_size=2", "gradient_accumulation_steps=1",
+        f"optimizer.lr={lr}", "optimizer.fused=False", "lr_scheduler.num_warmup_steps=0",
+        "max_steps_per_epoch=4", "log_peak_memory_stats=False",
+    ], cwd=tmp_path)
+    losses = read_losses(out / "logs")
+    assert len(losses) == 4 and losses[-1] < losses[0], losses
+    assert (out / "epoch_0" / "config.json").is_file()

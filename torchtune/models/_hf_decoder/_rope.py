@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 SUPPORTED_ROPE_TYPES = ("default", "linear", "dynamic", "yarn", "llama3", "longrope")
+_NOT_CACHED = object()
 
 
 @dataclass(frozen=True)
@@ -163,7 +164,7 @@ class HFRotaryEmbeddings(nn.Module):
 
     def rope_init(self) -> None:
         """(Re)compute the cache, e.g. after the module left the meta device."""
-        self._regime_cached = None
+        self._regime_cached = _NOT_CACHED  # also after a move off the meta device: recompute
         self._set_cache(self.max_seq_len)
 
     def _regime(self, seq_len: int) -> Any:

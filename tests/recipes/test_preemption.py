@@ -27,6 +27,7 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 LONG = 60  # steps a signalled run is configured for; it is stopped long before
 TAIL = 2  # steps the resumed run trains after the checkpoint
+REFERENCE_STEPS = 8
 
 
 @pytest.fixture(scope="module")
@@ -109,10 +110,10 @@ def _saved_step(out: Path) -> int:
 
 @pytest.fixture(scope="module")
 def reference(assets, tmp_path_factory):
-    """Losses of an uninterrupted single-device run, global batch 4 (the first LONG // 4 steps)."""
+    """Losses of the first REFERENCE_STEPS steps of an uninterrupted single-device run, global batch 4."""
     out = tmp_path_factory.mktemp("reference")
     _in_process("lora_finetune_single_device", "llama2/7B_lora_single_device",
-                _overrides(assets, out, "batch_size=4", f"max_steps_per_epoch={LONG // 4}"))
+                _overrides(assets, out, "batch_size=4", f"max_steps_per_epoch={REFERENCE_STEPS}"))
     return read_losses(out / "logs")
 
 
@@ -147,7 +148,7 @@ def test_sigterm_single_device_checkpoints_and_resume_continues_the_losses(asset
     monkeypatch.setenv("TUNE_TEST_SECRET", ENV_SECRET)
     args = ["run", "lora_finetune_single_device", "--config", "llama2/7B_lora_single_device",
             *_overrides(assets, tmp_path, "batch_size=4", f"max_steps_per_epoch={LONG}", *SECRETS)]
-    rc, output, seen = _signal_when_training(args, tmp_path, marker_step=2, freeze=lambda pid: [pid])
+    rc, output, seen = _signal_when_training(args, tmp_path, marker_step=1, freeze=lambda pid: [pid])
     _assert_no_secret(output, "the output of tune run")
     # The process was frozen between two log reads: the signal arrived in step seen + 1 at the latest.
     step, _ = _check_stopped(rc, output, tmp_path, seen, max_late=1)
@@ -170,7 +171,7 @@ def test_sigterm_two_ranks_agree_on_the_step_and_resume_continues_the_losses(ass
     dist = ["run", "--nproc_per_node", "2", "lora_finetune_distributed", "--config", "llama2/7B_lora"]
     lce = "loss._component_=torchtune.modules.loss.LinearCrossEntropyLoss"  # as the single-device config
     args = [*dist, *_overrides(assets, tmp_path, lce, "batch_size=2", f"max_steps_per_epoch={LONG}")]
-    rc, output, seen = _signal_when_training(args, tmp_path, marker_step=2, freeze=_child_pids)
+    rc, output, seen = _signal_when_training(args, tmp_path, marker_step=1, freeze=_child_pids)
     step, command = _check_stopped(rc, output, tmp_path, seen, max_late=2)
     assert command.startswith("tune run --nproc_per_node 2 lora_finetune_distributed"), command
     resumed = subprocess.run(

@@ -96,3 +96,13 @@ def test_full_grpo_step_and_outputs_load_in_transformers_and_peft(assets, tmp_pa
     diffs = [(a - b).abs().max().item() for a, b in zip(trained.parameters(), before.parameters())]
     assert max(diffs) > 0  # the full weights moved
     assert not (tmp_path / "full" / "epoch_0" / "adapter").exists()
+
+
+def test_qlora_grpo_trains_adapters_on_nf4_base_weights(assets, tmp_path):
+    cfg = _cfg(assets, tmp_path, "max_steps_per_epoch=3", "batch_size=4", "group_size=4", "ppo_batch_size=16",
+               "model.quantize_base=True", "model.apply_lora_to_output=False")
+    recipe = _run(cfg)
+    quantized = [n for n, p in recipe._model.named_parameters() if "NF4" in type(p.data).__name__]
+    assert quantized, "no base weight was quantized to NF4"
+    assert len(recipe.reward_history) == 3
+    assert (tmp_path / "epoch_0" / "adapter" / "adapter_config.json").is_file()

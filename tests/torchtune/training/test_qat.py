@@ -122,3 +122,46 @@ def test_modes_and_bad_settings():
             lora_llama2(lora_attn_modules=["q_proj"], lora_rank=4, lora_alpha=8, **DIMS))
     with pytest.raises(ValueError, match="fake_quant_after_n_steps"):
         FakeQuantizeAfterNSteps(SimpleNamespace(global_step=0), after_n_steps=-1)
+
+
+def test_qat_then_convert_beats_post_training_quantization_on_held_out_data():
+    """A converged tiny model on a bigram language: 30 more steps with QAT (8da4w, groups of 64, i.e.
+    whole rows here) vs 30 more float steps then PTQ. Measured (seed 0): float 0.9859, PTQ 0.9882,
+    QAT 0.9863 held-out cross-entropy; QAT recovers most of the quantization loss."""
+    torch.manual_seed(0)
+    vocab = DIMS["vocab_size"]
+    g = torch.Generator().manual_seed(1)
+    transitions = torch.randn(vocab, vocab, generator=g) * 6
+
+    def sample(n, gen, s=32):
+        x = torch.empty(n, s, dtype=torch.long)
+        x[:, 0] = torch.randint(0, vocab, (n,), generator=gen)
+        for t in range(1, s):
+            x[:, t] = torch.multinomial(F.softmax(transitions[x[:, t - 1]], -1), 1, generator=gen).squeeze(1)
+        return x
+
+    train = [sample(16, g) for _ in range(50)]
+    held_out = sample(64, torch.Generator().manual_seed(7))
+
+    def loss(m, x):
+        return F.cross_entropy(m(x[:, :-1]).reshape(-1, vocab).float(), x[:, 1:].reshape(-1))
+
+    def fit(m, steps, lr):
+        opt = torch.optim.AdamW(m.parameters(), lr=lr, weight_decay=0)
+        for i in range(steps):
+            loss(m, train[i % len(train)]).backward()
+            opt.step()
+            opt.zero_grad()
+        return m
+
+    base = fit(llama2(**DIMS), 200, 1e-2)
+    float_model = fit(copy.deepcopy(base), 30, 1e-3)
+    qat = Int8DynActInt4WeightQATQuantizer(groupsize=64)
+    qat_model = fit(qat.prepare(copy.deepcopy(base)), 30, 1e-3)
+    with torch.no_grad():
+        float_loss = loss(float_model, held_out).item()
+        ptq_loss = loss(Int8DynActInt4WeightQuantizer(groupsize=64).quantize(float_model), held_out).item()
+        qat_loss = loss(qat.convert(qat_model), held_out).item()
+    print(f"held-out loss: float {float_loss:.4f}, PTQ {ptq_loss:.4f}, QAT + convert {qat_loss:.4f}")
+    assert qat_loss < ptq_loss, (float_loss, ptq_loss, qat_loss)
+    assert ptq_loss - qat_loss > 0.5 * (ptq_loss - float_loss)  # QAT recovers most of the gap

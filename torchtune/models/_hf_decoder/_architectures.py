@@ -354,6 +354,90 @@ def _stablelm_rules(config: HFConfig) -> List[Rule]:
     return [r for r in rules if r.tune not in ("layers.{i}.sa_norm", "layers.{i}.mlp_norm")] + [shared]
 
 
+class FlatHeadsNorm(nn.Module):
+    """A norm over all heads of a projection at once (OLMo 2's q/k norms), for ``MultiHeadAttention``'s
+    per-head ``q_norm`` / ``k_norm`` slot: ``[b, s, n_h, h_d]`` is normalised over ``n_h * h_d``.
+
+    Args:
+        norm (nn.Module): the norm over the last dimension, of size ``n_h * h_d``.
+    """
+
+    def __init__(self, norm: nn.Module) -> None:
+        super().__init__()
+        self.norm = norm
+
+    def forward(self, x):
+        """``[b, s, n_h, h_d]`` -> the same shape, normalised over its last two dims together."""
+        return self.norm(x.flatten(-2)).view_as(x)
+
+
+def _olmo2(config: HFConfig, max_seq_len: int) -> Dict[str, Any]:
+    bias = bool(config.get("attention_bias", False))
+    return dict(_common(config, max_seq_len), norm_eps=float(config.get("rms_norm_eps") or 1e-6), post_norms=True,
+                qkv_bias=bias, attn_output_bias=bias)
+
+
+def _olmo2_layout(model: nn.Module, config: HFConfig) -> None:
+    # OLMo 2 normalises each branch's output only (no norm before attention or the MLP), and its q/k
+    # norms span the whole projection rather than one head.
+    eps = float(config.get("rms_norm_eps") or 1e-6)
+    for layer in model.layers:
+        layer.sa_norm, layer.mlp_norm = nn.Identity(), nn.Identity()
+        attn = layer.attn
+        attn.q_norm = FlatHeadsNorm(RMSNorm(attn.num_heads * attn.head_dim, eps=eps))
+        attn.k_norm = FlatHeadsNorm(RMSNorm(attn.num_kv_heads * attn.head_dim, eps=eps))
+
+
+def _olmo2_rules(config: HFConfig) -> List[Rule]:
+    layer = "model.layers.{i}"
+    keep = [r for r in _llama_rules(config) if "norm" not in r.tune or r.tune == "norm"]
+    return keep + [
+        Rename("layers.{i}.attn.q_norm.norm", f"{layer}.self_attn.q_norm", _RMS),
+        Rename("layers.{i}.attn.k_norm.norm", f"{layer}.self_attn.k_norm", _RMS),
+        Rename("layers.{i}.sa_scale", f"{layer}.post_attention_layernorm", _RMS),
+        Rename("layers.{i}.mlp_scale", f"{layer}.post_feedforward_layernorm", _RMS),
+    ]
+
+
+class ScaleBy(nn.Module):
+    """Multiply by a constant (Granite's residual multiplier on each branch)."""
+
+    def __init__(self, factor: float) -> None:
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x):
+        """Any shape -> the same shape, times ``factor``."""
+        return x * self.factor
+
+
+class ScaledRMSNorm(RMSNorm):
+    """RMSNorm whose output is multiplied by a constant: Granite's ``1 / logits_scaling`` folded into
+    the final norm, so the output projection (tied or adapted) and its parameter names stay plain."""
+
+    def __init__(self, dim: int, eps: float, factor: float) -> None:
+        super().__init__(dim, eps=eps)
+        self.factor = factor
+
+    def forward(self, x):
+        """``[..., dim]`` -> the same shape."""
+        return super().forward(x) * self.factor
+
+
+def _granite(config: HFConfig, max_seq_len: int) -> Dict[str, Any]:
+    multiplier = config.get("attention_multiplier")
+    return dict(_llama(config, max_seq_len), embed_scale=float(config.get("embedding_multiplier") or 1.0),
+                attn_scale=None if multiplier is None else float(multiplier))
+
+
+def _granite_multipliers(model: nn.Module, config: HFConfig) -> None:
+    residual = float(config.get("residual_multiplier") or 1.0)
+    for layer in model.layers:
+        layer.sa_scale, layer.mlp_scale = ScaleBy(residual), ScaleBy(residual)
+    model.norm = ScaledRMSNorm(model.norm.normalized_shape[0], model.norm.eps,
+                               1.0 / float(config.get("logits_scaling") or 1.0))
+
+
 def _mpt(config: HFConfig, max_seq_len: int) -> Dict[str, Any]:
     attn = dict(config.get("attn_config") or {})
     for key, expected in (("alibi", True), ("clip_qkv", None), ("qk_ln", False), ("softmax_scale", None),
@@ -410,6 +494,10 @@ ARCHITECTURES: Dict[str, Architecture] = {
                              "fused per-head qkv)", assembly=decoder),
     "gpt2": Architecture(_gpt2, _gpt2_rules, "GPT-2, DistilGPT2 (learned positions, Conv1D weights, fused c_attn)",
                          assembly=decoder, base_prefix="transformer."),
+    "granite": Architecture(_granite, _llama_rules, "Granite 3.x dense (embedding, attention, residual and "
+                            "logit multipliers)", post_build=_granite_multipliers),
+    "olmo2": Architecture(_olmo2, _olmo2_rules, "OLMo 2 (norms after each branch only, q/k RMSNorm over the "
+                          "whole projection)", post_build=_olmo2_layout),
     "stablelm": Architecture(_stablelm, _stablelm_rules,
                              "StableLM 2, StableLM-3B-4E1T (LayerNorm, partial rotary, optional parallel residual)",
                              assembly=decoder, post_build=_one_norm_for_both_branches),

@@ -34,6 +34,9 @@ ARCHS: Dict[str, Dict[str, Any]] = {
     "stablelm": dict(layer_norm_eps=1e-5, use_qkv_bias=True,
                      rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5}),
     "stablelm_parallel": dict(use_parallel_residual=True, num_key_value_heads=4),
+    "olmo2": dict(rms_norm_eps=1e-6),
+    "granite": dict(rms_norm_eps=1e-6, embedding_multiplier=12.0, attention_multiplier=0.05, residual_multiplier=0.22,
+                    logits_scaling=8.0, tie_word_embeddings=True),
     "mpt": dict(d_model=64, n_heads=4, n_layers=2, expansion_ratio=4, max_seq_len=64),
 }
 # Variants of an architecture: the key of ARCHS -> the model_type it builds.

@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Callable, Dict, List, Optional
 
+import torch
 from torch import nn
 
+from torchtune.models._decoder import decoder
 from torchtune.models._hf_decoder._config import (
     activation_of, head_dim_of, HFConfig, layer_types_of, layer_windows, rope_spec, UnsupportedConfigError,
 )
-from torchtune.models._decoder import decoder
 from torchtune.models._hf_decoder._names import Fused, Ignore, Rename, Rule, split_per_head, split_rows
 from torchtune.models._hf_decoder._rope import HFRotaryEmbeddings
 from torchtune.models.gemma.rms_norm import GemmaRMSNorm
@@ -39,8 +40,10 @@ class Architecture:
             has (parallel residuals, absolute positions, ALiBi). Default ``build_decoder``.
         base_prefix (str): prefix of the base model's tensors (``transformer.``), which
             checkpoints of the bare base model leave out. Default "".
-        post_build (Optional[Callable[[nn.Module, HFConfig], None]]): adjusts the built model
-            (ties modules the assembly keeps apart). Default None.
+        post_build (Optional[Callable[[nn.Module, HFConfig, Callable[..., nn.Module]], None]]):
+            ``(model, config, linear)`` adjusts the built model where the checkpoint differs from
+            what the assembly builds (one norm for two branches, an output bias), making any new
+            projection with the same linear builder (so LoRA applies to it). Default None.
     """
 
     build_kwargs: Callable[[HFConfig, int], Dict[str, Any]]
@@ -48,7 +51,7 @@ class Architecture:
     description: str
     assembly: Callable[..., Any] = build_decoder
     base_prefix: str = ""
-    post_build: Optional[Callable[[nn.Module, HFConfig], None]] = None
+    post_build: Optional[Callable[[nn.Module, HFConfig, Callable[..., nn.Module]], None]] = None
 
 
 _RMS = {"scale": "weight"}  # our RMSNorm's parameter is ``scale``; theirs is ``weight``
@@ -329,12 +332,16 @@ def _stablelm(config: HFConfig, max_seq_len: int) -> Dict[str, Any]:
     )
 
 
-def _one_norm_for_both_branches(model: nn.Module, config: HFConfig) -> None:
-    # A parallel block whose attention and MLP read the same normed input (StableLM, Phi-2): one
-    # LayerNorm module serves both branches, so it stays one tensor through training.
+def _share_norm(model: nn.Module) -> None:
+    # A parallel block whose attention and MLP read the same normed input (StableLM, Phi-2, Falcon
+    # 7B): one LayerNorm module serves both branches, so it stays one tensor through training.
+    for layer in model.layers:
+        layer.mlp_norm = layer.sa_norm
+
+
+def _one_norm_for_both_branches(model: nn.Module, config: HFConfig, linear: Callable[..., nn.Module]) -> None:
     if config.get("use_parallel_residual"):
-        for layer in model.layers:
-            layer.mlp_norm = layer.sa_norm
+        _share_norm(model)
 
 
 def _duplicate(t, c):
@@ -377,7 +384,7 @@ def _olmo2(config: HFConfig, max_seq_len: int) -> Dict[str, Any]:
                 qkv_bias=bias, attn_output_bias=bias)
 
 
-def _olmo2_layout(model: nn.Module, config: HFConfig) -> None:
+def _olmo2_layout(model: nn.Module, config: HFConfig, linear: Callable[..., nn.Module]) -> None:
     # OLMo 2 normalises each branch's output only (no norm before attention or the MLP), and its q/k
     # norms span the whole projection rather than one head.
     eps = float(config.get("rms_norm_eps") or 1e-6)
@@ -430,12 +437,137 @@ def _granite(config: HFConfig, max_seq_len: int) -> Dict[str, Any]:
                 attn_scale=None if multiplier is None else float(multiplier))
 
 
-def _granite_multipliers(model: nn.Module, config: HFConfig) -> None:
+def _granite_multipliers(model: nn.Module, config: HFConfig, linear: Callable[..., nn.Module]) -> None:
     residual = float(config.get("residual_multiplier") or 1.0)
     for layer in model.layers:
         layer.sa_scale, layer.mlp_scale = ScaleBy(residual), ScaleBy(residual)
     model.norm = ScaledRMSNorm(model.norm.normalized_shape[0], model.norm.eps,
                                1.0 / float(config.get("logits_scaling") or 1.0))
+
+
+def _phi(config: HFConfig, max_seq_len: int) -> Dict[str, Any]:
+    if config.get("qk_layernorm"):
+        raise config.unsupported("qk_layernorm", "Phi's q/k LayerNorms are not a block of ours")
+    heads, head_dim = int(config.need("num_attention_heads")), head_dim_of(config)
+    return dict(
+        vocab_size=int(config.need("vocab_size")), num_layers=int(config.need("num_hidden_layers")), num_heads=heads,
+        num_kv_heads=int(config.get("num_key_value_heads") or heads), embed_dim=int(config.need("hidden_size")),
+        intermediate_dim=int(config.need("intermediate_size")), max_seq_len=max_seq_len, head_dim=head_dim,
+        **_layernorm(float(config.get("layer_norm_eps") or 1e-5)),
+        positional=HFRotaryEmbeddings(head_dim, rope_spec(config, head_dim), max_seq_len=max_seq_len),
+        qkv_bias=True, attn_output_bias=True, ffn=_mlp(activation_of(config)), parallel_residual=True,
+        tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
+    )
+
+
+def _phi_layout(model: nn.Module, config: HFConfig, linear: Callable[..., nn.Module]) -> None:
+    _share_norm(model)
+    if config.get("tie_word_embeddings"):
+        raise config.unsupported("tie_word_embeddings", "Phi's output projection has a bias")
+    model.output = linear("output", int(config["hidden_size"]), int(config["vocab_size"]), True)
+
+
+def _phi_rules(config: HFConfig) -> List[Rule]:
+    layer = "model.layers.{i}"
+    return [
+        Rename("tok_embeddings", "model.embed_tokens"),
+        Rename("layers.{i}.attn.q_proj", f"{layer}.self_attn.q_proj"),
+        Rename("layers.{i}.attn.k_proj", f"{layer}.self_attn.k_proj"),
+        Rename("layers.{i}.attn.v_proj", f"{layer}.self_attn.v_proj"),
+        Rename("layers.{i}.attn.output_proj", f"{layer}.self_attn.dense"),
+        Fused(("layers.{i}.sa_norm", "layers.{i}.mlp_norm"), f"{layer}.input_layernorm", _duplicate, _first),
+        Rename("layers.{i}.mlp.w1", f"{layer}.mlp.fc1"),
+        Rename("layers.{i}.mlp.w2", f"{layer}.mlp.fc2"),
+        Rename("norm", "model.final_layernorm"),
+        Rename("output", "lm_head"),
+    ]
+
+
+def _falcon_norms(config: HFConfig) -> str:
+    """``sequential`` (pre-norm blocks), ``shared`` (parallel, one norm) or ``two`` (parallel, two norms)."""
+    if not config.get("parallel_attn", True):
+        return "sequential"
+    two = config.get("num_ln_in_parallel_attn") or (2 if config.get("new_decoder_architecture") else 1)
+    return "two" if two == 2 else "shared"
+
+
+def _falcon_kv_heads(config: HFConfig) -> int:
+    heads = int(config.need("num_attention_heads"))
+    if config.get("new_decoder_architecture"):
+        return int(config.get("num_kv_heads") or heads)
+    return 1 if config.get("multi_query", True) else heads
+
+
+def _falcon(config: HFConfig, max_seq_len: int) -> Dict[str, Any]:
+    if config.get("alibi"):
+        raise config.unsupported("alibi", "Falcon's ALiBi variant (Falcon-RW) is not covered")
+    heads, dim = int(config.need("num_attention_heads")), int(config.need("hidden_size"))
+    head_dim = dim // heads
+    bias = bool(config.get("bias", False))
+    activation = {"gelu": nn.GELU, "gelu_new": partial(nn.GELU, approximate="tanh")}.get(config.get("activation")
+                                                                                        or "gelu")
+    if activation is None:
+        raise config.unsupported("activation", "supported: gelu, gelu_new")
+    return dict(
+        vocab_size=int(config.need("vocab_size")), num_layers=int(config.need("num_hidden_layers")), num_heads=heads,
+        num_kv_heads=_falcon_kv_heads(config), embed_dim=dim,
+        intermediate_dim=int(config.get("ffn_hidden_size") or 4 * dim), max_seq_len=max_seq_len,
+        **_layernorm(float(config.get("layer_norm_epsilon") or 1e-5)),
+        positional=HFRotaryEmbeddings(head_dim, rope_spec(config, head_dim), max_seq_len=max_seq_len),
+        qkv_bias=bias, attn_output_bias=bias, ffn=_mlp(activation, bias=bias),
+        parallel_residual=_falcon_norms(config) != "sequential",
+        tie_word_embeddings=bool(config.get("tie_word_embeddings", True)),
+    )
+
+
+def _falcon_layout(model: nn.Module, config: HFConfig, linear: Callable[..., nn.Module]) -> None:
+    if _falcon_norms(config) == "shared":
+        _share_norm(model)
+
+
+def _falcon_qkv(config: HFConfig):
+    """Split and join of Falcon's fused ``query_key_value`` in its three layouts."""
+    heads = int(config["num_attention_heads"])
+    head_dim = int(config["hidden_size"]) // heads
+    if not config.get("new_decoder_architecture"):
+        if config.get("multi_query", True):
+            return split_rows(lambda c: [heads * head_dim, head_dim, head_dim])  # [q heads; k; v]
+        return split_per_head(lambda c: heads)
+    kv = _falcon_kv_heads(config)
+    group = heads // kv  # per kv group: its q heads, then k, then v
+
+    def split(t, c):
+        grouped = t.reshape(kv, group + 2, head_dim, *t.shape[1:])
+        return [grouped[:, :group].reshape(-1, *t.shape[1:]), grouped[:, group].reshape(-1, *t.shape[1:]),
+                grouped[:, group + 1].reshape(-1, *t.shape[1:])]
+
+    def join(parts, c):
+        q, k, v = (p.reshape(kv, -1, head_dim, *p.shape[1:]) for p in parts)
+        return torch.cat([q, k, v], dim=1).reshape(-1, *parts[0].shape[1:])
+
+    return split, join
+
+
+def _falcon_rules(config: HFConfig) -> List[Rule]:
+    layer = "transformer.h.{i}"
+    split, join = _falcon_qkv(config)
+    norms = {
+        "sequential": [Rename("layers.{i}.sa_norm", f"{layer}.input_layernorm"),
+                       Rename("layers.{i}.mlp_norm", f"{layer}.post_attention_layernorm")],
+        "two": [Rename("layers.{i}.sa_norm", f"{layer}.ln_attn"), Rename("layers.{i}.mlp_norm", f"{layer}.ln_mlp")],
+        "shared": [Fused(("layers.{i}.sa_norm", "layers.{i}.mlp_norm"), f"{layer}.input_layernorm", _duplicate,
+                         _first)],
+    }[_falcon_norms(config)]
+    return norms + [
+        Rename("tok_embeddings", "transformer.word_embeddings"),
+        Fused(("layers.{i}.attn.q_proj", "layers.{i}.attn.k_proj", "layers.{i}.attn.v_proj"),
+              f"{layer}.self_attention.query_key_value", split, join),
+        Rename("layers.{i}.attn.output_proj", f"{layer}.self_attention.dense"),
+        Rename("layers.{i}.mlp.w1", f"{layer}.mlp.dense_h_to_4h"),
+        Rename("layers.{i}.mlp.w2", f"{layer}.mlp.dense_4h_to_h"),
+        Rename("norm", "transformer.ln_f"),
+        Rename("output", "lm_head"),
+    ]
 
 
 def _mpt(config: HFConfig, max_seq_len: int) -> Dict[str, Any]:
@@ -501,6 +633,11 @@ ARCHITECTURES: Dict[str, Architecture] = {
     "stablelm": Architecture(_stablelm, _stablelm_rules,
                              "StableLM 2, StableLM-3B-4E1T (LayerNorm, partial rotary, optional parallel residual)",
                              assembly=decoder, post_build=_one_norm_for_both_branches),
+    "phi": Architecture(_phi, _phi_rules, "Phi-1, Phi-1.5, Phi-2 (parallel block with one LayerNorm, partial "
+                        "rotary, output bias)", assembly=decoder, post_build=_phi_layout),
+    "falcon": Architecture(_falcon, _falcon_rules, "Falcon 7B/40B/180B, Falcon 2/3 dense (multi-query or grouped "
+                           "fused qkv, parallel blocks)", assembly=decoder, base_prefix="transformer.",
+                           post_build=_falcon_layout),
     "mpt": Architecture(_mpt, _mpt_rules, "MPT (ALiBi, bias-free LayerNorm and projections, fused Wqkv)",
                         assembly=decoder, base_prefix="transformer."),
     "bloom": Architecture(_bloom, _bloom_rules, "BLOOM, BLOOMZ (ALiBi, embedding LayerNorm, fused per-head qkv)",

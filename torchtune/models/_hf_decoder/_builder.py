@@ -21,7 +21,7 @@ def _decoder(linear: LinearBuilder, path: Union[str, Path], max_seq_len: Optiona
         max_seq_len = min(int(longest), DEFAULT_MAX_SEQ_LEN)
     model = arch.assembly(linear=linear, **arch.build_kwargs(config, max_seq_len))
     if arch.post_build is not None:
-        arch.post_build(model, config)
+        arch.post_build(model, config, linear)
     return model
 
 

@@ -37,10 +37,15 @@ ARCHS: Dict[str, Dict[str, Any]] = {
     "olmo2": dict(rms_norm_eps=1e-6),
     "granite": dict(rms_norm_eps=1e-6, embedding_multiplier=12.0, attention_multiplier=0.05, residual_multiplier=0.22,
                     logits_scaling=8.0, tie_word_embeddings=True),
+    "phi": dict(layer_norm_eps=1e-5, num_key_value_heads=4, hidden_act="gelu_new",
+                rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5}),
+    "falcon": dict(multi_query=True, parallel_attn=True, new_decoder_architecture=False, bias=True),
+    "falcon_new": dict(new_decoder_architecture=True, num_kv_heads=2, ffn_hidden_size=96),
+    "falcon_sequential": dict(multi_query=False, parallel_attn=False, new_decoder_architecture=False),
     "mpt": dict(d_model=64, n_heads=4, n_layers=2, expansion_ratio=4, max_seq_len=64),
 }
 # Variants of an architecture: the key of ARCHS -> the model_type it builds.
-MODEL_TYPE = {"stablelm_parallel": "stablelm"}
+MODEL_TYPE = {"stablelm_parallel": "stablelm", "falcon_new": "falcon", "falcon_sequential": "falcon"}
 
 
 def make_hf_model(model_type: str, seed: int = 0, **overrides) -> Tuple[torch.nn.Module, Dict[str, Any]]:

@@ -114,13 +114,20 @@ def test_a_missing_config_names_the_folder(tmp_path):
         hf_decoder(str(tmp_path))
 
 
-def test_lora_variant_loads_the_base_and_starts_as_the_base_model(tmp_path):
+@pytest.mark.parametrize("use_dora", [False, True], ids=["lora", "dora"])
+def test_lora_variant_loads_the_base_and_starts_as_the_base_model(tmp_path, use_dora):
     save_hf_model(tmp_path / "hf", "starcoder2")
     base, ckpt = _load(tmp_path / "hf", tmp_path / "out")
     lora = lora_hf_decoder(str(tmp_path / "hf"), ["q_proj", "v_proj"], apply_lora_to_mlp=True, lora_rank=4,
-                           lora_alpha=8).eval()
+                           lora_alpha=8, use_dora=use_dora).eval()
     missing, unexpected = lora.load_state_dict(ckpt.load_checkpoint()["model"], strict=False)
-    assert not unexpected and missing and all("lora_" in k for k in missing)
+    assert not unexpected and missing and all("lora_" in k or k.endswith("magnitude") for k in missing)
+    if use_dora:  # DoRA magnitudes start as the base weights' row norms
+        from torchtune.modules.peft import DoRALinear
+
+        for module in lora.modules():
+            if isinstance(module, DoRALinear):
+                module.initialize_dora_magnitude()
     assert any(k.endswith("mlp.w1.lora_a.weight") for k in missing)  # the non-gated MLP is adapted too
     tokens = torch.randint(0, 128, (1, 12))
     with torch.no_grad():

@@ -5,7 +5,8 @@
   and its adapter in peft, both equal to our model with the trained adapter;
 - lora_dpo_distributed through the real ``tune run --nproc_per_node 2`` (gloo): step for step the same
   losses and rewards as the single-device run on the same global batches;
-- full_dpo_distributed (in-process, one-rank gloo group): the margin rises and the output loads in transformers.
+- full_dpo_distributed (in-process, one-rank gloo group): the margin rises, resuming from its mid-run
+  save continues the metrics exactly, and the output loads in transformers.
 """
 
 import json
@@ -138,19 +139,19 @@ def test_lora_dpo_distributed_equals_single_device_step_for_step(assets, single_
             assert dist[step][key] == pytest.approx(single[step][key], abs=2e-5), (step, key)
 
 
-def test_full_dpo_distributed_raises_the_margin_and_its_output_loads_in_transformers(assets, tmp_path):
+def _run_full_dpo(assets, out: Path, *extra: str) -> Dict[int, Dict[str, float]]:
     # In-process on a one-rank gloo group: sharding and pair-normalised steps across ranks are the LoRA
-    # test's; this one is about the frozen reference copy (ref_checkpointer) and the full-weight output.
+    # test's; this one is about the frozen reference copy (ref_checkpointer), the full-weight output and resume.
     import torch.distributed as dist
-    from transformers import AutoModelForCausalLM
 
     from recipes.full_dpo_distributed import FullDPORecipeDistributed
 
     shards = "[" + ",".join(assets["shards"]) + "]"
     cfg = OmegaConf.merge(OmegaConf.load(CONFIGS_DIR / "demo" / "tiny_llama_full_dpo.yaml"), OmegaConf.from_dotlist([
-        *_overrides(assets, tmp_path), f"ref_checkpointer.checkpoint_dir={assets['ckpt']}",
-        f"ref_checkpointer.checkpoint_files={shards}", "optimizer.lr=3e-3", "batch_size=4", "max_steps_per_epoch=4"]))
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
+        *_overrides(assets, out), f"ref_checkpointer.checkpoint_dir={assets['ckpt']}",
+        f"ref_checkpointer.checkpoint_files={shards}", "optimizer.lr=3e-3", "batch_size=4", "max_steps_per_epoch=4",
+        *extra]))
+    dist.init_process_group("gloo", init_method=f"file://{out / 'pg'}", rank=0, world_size=1)
     try:
         recipe = FullDPORecipeDistributed(cfg)
         recipe.setup(cfg)
@@ -158,11 +159,30 @@ def test_full_dpo_distributed_raises_the_margin_and_its_output_loads_in_transfor
         recipe.cleanup()
     finally:
         dist.destroy_process_group()
-    metrics = _read_metrics(tmp_path / "logs")
+    return _read_metrics(out / "logs")
+
+
+def test_full_dpo_distributed_raises_the_margin_resumes_exactly_and_its_output_loads_in_transformers(
+        assets, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    run, resumed_dir = tmp_path / "run", tmp_path / "resumed"
+    run.mkdir()
+    metrics = _run_full_dpo(assets, run, "save_every_n_steps=2")
     assert len(metrics) == 4 and metrics[1]["rewards/margins"] == 0.0
     assert _mean(metrics, "rewards/margins", [3, 4]) > 0.2 and metrics[4]["loss"] < 0.69, metrics
-    model = AutoModelForCausalLM.from_pretrained(str(tmp_path / "epoch_0")).eval()
+    model = AutoModelForCausalLM.from_pretrained(str(run / "epoch_0")).eval()
     base = AutoModelForCausalLM.from_pretrained(str(assets["ckpt"])).eval()
     tokens = torch.randint(0, RECIPE_MODEL["vocab_size"], (1, 12))
     with torch.no_grad():
         assert not torch.allclose(model(tokens).logits, base(tokens).logits, atol=1e-3)
+
+    # Resume from the step-2 save: steps 3 and 4 again, exactly.
+    resumed_dir.mkdir()
+    shutil.copytree(run / "step_2", resumed_dir / "step_2")
+    shutil.copytree(run / "recipe_state", resumed_dir / "recipe_state")
+    resumed = _run_full_dpo(assets, resumed_dir, "save_every_n_steps=2", "resume_from_checkpoint=True")
+    assert list(resumed) == [3, 4]
+    for step, values in resumed.items():
+        for key in ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies"):
+            assert values[key] == metrics[step][key], (step, key)

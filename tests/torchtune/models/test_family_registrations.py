@@ -16,7 +16,13 @@ from torchtune.training.checkpointing._convert import get_family
 from torchtune.training.checkpointing._model_type import resolve_model_type
 
 MODELS_DIR = Path(torchtune.models.__file__).parent
-FAMILIES = sorted(p.name for p in MODELS_DIR.iterdir() if (p / "__init__.py").is_file() and not p.name.startswith("_"))
+# Packages under models/ that are not a model family, with why.
+NOT_FAMILIES = {
+    "gguf": "tokenizers read from GGUF files; the models a GGUF file holds are built by the llama3_2 family "
+            "(training.gguf_model_config)",
+}
+FAMILIES = sorted(p.name for p in MODELS_DIR.iterdir()
+                  if (p / "__init__.py").is_file() and not p.name.startswith("_") and p.name not in NOT_FAMILIES)
 
 
 def test_there_are_families():
@@ -44,3 +50,7 @@ def test_family_is_registered(family):
     assert model_types, f"no config of {family} names a checkpointer model_type"
     for name in model_types:
         get_family(resolve_model_type(name))  # raises if the model type has no HF conversion
+
+
+def test_every_listed_non_family_package_exists():
+    assert all((MODELS_DIR / name / "__init__.py").is_file() for name in NOT_FAMILIES)

@@ -4,7 +4,7 @@
   resuming from its mid-epoch save continues the metrics exactly; its merged output loads in transformers
   and its adapter in peft, both equal to our model with the trained adapter;
 - lora_dpo_distributed through the real ``tune run --nproc_per_node 2`` (gloo): step for step the same
-  losses and rewards as the single-device run on the same global batches;
+  losses and rewards as the single-device run on the same global batches, also after a mid-epoch resume;
 - full_dpo_distributed (in-process, one-rank gloo group): the margin rises, resuming from its mid-run
   save continues the metrics exactly, and the output loads in transformers.
 """
@@ -137,6 +137,24 @@ def test_lora_dpo_distributed_equals_single_device_step_for_step(assets, single_
     for step in dist:
         for key in ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies"):
             assert dist[step][key] == pytest.approx(single[step][key], abs=2e-5), (step, key)
+
+
+def test_lora_dpo_distributed_resumes_mid_epoch_exactly(assets, single_run, tmp_path):
+    # 2 ranks on the single-device run's global batches, saved at step 3 and resumed from there.
+    _, single = single_run
+    run, resumed_dir = tmp_path / "run", tmp_path / "resumed"
+    args = ["run", "--nproc_per_node", "2", "lora_dpo_distributed", "--config", "demo/tiny_llama_lora_dpo",
+            "batch_size=2", "save_every_n_steps=3"]
+    run_tune([*args, *_overrides(assets, run)], cwd=tmp_path)
+    resumed_dir.mkdir()
+    shutil.copytree(run / "step_3", resumed_dir / "step_3")
+    shutil.copytree(run / "recipe_state", resumed_dir / "recipe_state")
+    run_tune([*args, *_overrides(assets, resumed_dir), "resume_from_checkpoint=True"], cwd=tmp_path)
+    resumed = _read_metrics(resumed_dir / "logs")
+    assert list(resumed) == list(range(4, STEPS + 1))
+    for step, values in resumed.items():
+        for key in ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies"):
+            assert values[key] == pytest.approx(single[step][key], abs=2e-5), (step, key)
 
 
 def _run_full_dpo(assets, out: Path, *extra: str) -> Dict[int, Dict[str, float]]:

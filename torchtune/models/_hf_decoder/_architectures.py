@@ -70,24 +70,36 @@ def _rope_modules(config: HFConfig, head_dim: int, num_layers: int, max_seq_len:
     return [modules[t] for t in types]
 
 
-def _common(config: HFConfig, max_seq_len: int, *, default_sliding: bool = False) -> Dict[str, Any]:
-    """Dimensions, RoPE and windows read the same way by every architecture here."""
+def _dims(config: HFConfig, max_seq_len: int) -> Dict[str, Any]:
+    """The dimensions of a config that names them the Llama way (``hidden_size``, ``num_hidden_layers``, ...)."""
     num_heads = int(config.need("num_attention_heads"))
-    num_layers = int(config.need("num_hidden_layers"))
-    head_dim = head_dim_of(config)
-    if config.get("use_bidirectional_attention"):
-        raise config.unsupported("use_bidirectional_attention", "our decoders attend causally")
     return dict(
         vocab_size=int(config.need("vocab_size")),
-        num_layers=num_layers,
+        num_layers=int(config.need("num_hidden_layers")),
         num_heads=num_heads,
         num_kv_heads=int(config.get("num_key_value_heads") or num_heads),
         embed_dim=int(config.need("hidden_size")),
         intermediate_dim=int(config.need("intermediate_size")),
         max_seq_len=max_seq_len,
-        head_dim=head_dim,
-        pos_embeddings=_rope_modules(config, head_dim, num_layers, max_seq_len),
-        sliding_window=layer_windows(config, num_layers, default_sliding),
+        head_dim=head_dim_of(config),
+    )
+
+
+def _rope(config: HFConfig, dims: Dict[str, Any], partial_rotary_factor: Any = None) -> HFRotaryEmbeddings:
+    """One RoPE module for every layer, over ``dims``' heads."""
+    spec = rope_spec(config, dims["head_dim"], partial_rotary_factor=partial_rotary_factor)
+    return HFRotaryEmbeddings(dims["head_dim"], spec, max_seq_len=dims["max_seq_len"])
+
+
+def _common(config: HFConfig, max_seq_len: int, *, default_sliding: bool = False) -> Dict[str, Any]:
+    """Dimensions, RoPE and windows of a ``build_decoder`` architecture."""
+    if config.get("use_bidirectional_attention"):
+        raise config.unsupported("use_bidirectional_attention", "our decoders attend causally")
+    dims = _dims(config, max_seq_len)
+    return dict(
+        dims,
+        pos_embeddings=_rope_modules(config, dims["head_dim"], dims["num_layers"], max_seq_len),
+        sliding_window=layer_windows(config, dims["num_layers"], default_sliding),
         tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
         mlp_activation=activation_of(config),
     )
@@ -214,15 +226,13 @@ def _layernorm(eps: float) -> Dict[str, Any]:
 
 
 def _gpt_neox(config: HFConfig, max_seq_len: int) -> Dict[str, Any]:
-    heads, head_dim = int(config.need("num_attention_heads")), head_dim_of(config)
     bias = bool(config.get("attention_bias", True))
-    spec = rope_spec(config, head_dim, partial_rotary_factor=config.get("rotary_pct"))
+    dims = dict(_dims(config, max_seq_len), num_kv_heads=int(config.need("num_attention_heads")))  # always MHA
     return dict(
-        vocab_size=int(config.need("vocab_size")), num_layers=int(config.need("num_hidden_layers")), num_heads=heads,
-        embed_dim=int(config.need("hidden_size")), intermediate_dim=int(config.need("intermediate_size")),
-        max_seq_len=max_seq_len, head_dim=head_dim, **_layernorm(float(config.get("layer_norm_eps") or 1e-5)),
-        positional=HFRotaryEmbeddings(head_dim, spec, max_seq_len=max_seq_len), qkv_bias=bias, attn_output_bias=bias,
-        ffn=_mlp(activation_of(config)), parallel_residual=bool(config.get("use_parallel_residual", True)),
+        dims, **_layernorm(float(config.get("layer_norm_eps") or 1e-5)),
+        positional=_rope(config, dims, partial_rotary_factor=config.get("rotary_pct")), qkv_bias=bias,
+        attn_output_bias=bias, ffn=_mlp(activation_of(config)),
+        parallel_residual=bool(config.get("use_parallel_residual", True)),
         tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
     )
 
@@ -317,16 +327,13 @@ def _bloom_rules(config: HFConfig) -> List[Rule]:
 def _stablelm(config: HFConfig, max_seq_len: int) -> Dict[str, Any]:
     if config.get("qk_layernorm"):
         raise config.unsupported("qk_layernorm", "StableLM's q/k LayerNorms have weights per head")
-    heads, head_dim = int(config.need("num_attention_heads")), head_dim_of(config)
-    bias = bool(config.get("use_qkv_bias", False))
+    dims = _dims(config, max_seq_len)
+    activation = activation_of(config)
     return dict(
-        vocab_size=int(config.need("vocab_size")), num_layers=int(config.need("num_hidden_layers")), num_heads=heads,
-        num_kv_heads=int(config.get("num_key_value_heads") or heads), embed_dim=int(config.need("hidden_size")),
-        intermediate_dim=int(config.need("intermediate_size")), max_seq_len=max_seq_len, head_dim=head_dim,
-        **_layernorm(float(config.get("layer_norm_eps") or 1e-5)),
-        positional=HFRotaryEmbeddings(head_dim, rope_spec(config, head_dim), max_seq_len=max_seq_len),
-        qkv_bias=bias, ffn="swiglu" if activation_of(config) is nn.SiLU else
-        (lambda linear, dim, hidden: build_mlp(linear, dim=dim, hidden_dim=hidden, activation=activation_of(config)())),
+        dims, **_layernorm(float(config.get("layer_norm_eps") or 1e-5)), positional=_rope(config, dims),
+        qkv_bias=bool(config.get("use_qkv_bias", False)),
+        ffn="swiglu" if activation is nn.SiLU else
+        (lambda linear, dim, hidden: build_mlp(linear, dim=dim, hidden_dim=hidden, activation=activation())),
         parallel_residual=bool(config.get("use_parallel_residual", False)),
         tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
     )
@@ -448,13 +455,9 @@ def _granite_multipliers(model: nn.Module, config: HFConfig, linear: Callable[..
 def _phi(config: HFConfig, max_seq_len: int) -> Dict[str, Any]:
     if config.get("qk_layernorm"):
         raise config.unsupported("qk_layernorm", "Phi's q/k LayerNorms are not a block of ours")
-    heads, head_dim = int(config.need("num_attention_heads")), head_dim_of(config)
+    dims = _dims(config, max_seq_len)
     return dict(
-        vocab_size=int(config.need("vocab_size")), num_layers=int(config.need("num_hidden_layers")), num_heads=heads,
-        num_kv_heads=int(config.get("num_key_value_heads") or heads), embed_dim=int(config.need("hidden_size")),
-        intermediate_dim=int(config.need("intermediate_size")), max_seq_len=max_seq_len, head_dim=head_dim,
-        **_layernorm(float(config.get("layer_norm_eps") or 1e-5)),
-        positional=HFRotaryEmbeddings(head_dim, rope_spec(config, head_dim), max_seq_len=max_seq_len),
+        dims, **_layernorm(float(config.get("layer_norm_eps") or 1e-5)), positional=_rope(config, dims),
         qkv_bias=True, attn_output_bias=True, ffn=_mlp(activation_of(config)), parallel_residual=True,
         tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
     )

@@ -127,10 +127,11 @@ def from_tune(sd: Mapping[str, torch.Tensor], rules: Sequence[Rule], config: Map
     out: StateDict = {}
     pending: Dict[Tuple[int, Optional[str], str], Dict[str, torch.Tensor]] = {}
     rules = [rule for rule in rules if not isinstance(rule, Ignore)]
+    # Our names per rule, compiled once: (name, pattern) for each module a rule covers.
+    ours = [[(n, _pattern(n)) for n in (rule.tune if isinstance(rule, Fused) else (rule.tune,))] for rule in rules]
     for key, value in sd.items():
         for index, rule in enumerate(rules):
-            names = rule.tune if isinstance(rule, Fused) else (rule.tune,)
-            match = next(((n, m) for n in names for m in [_pattern(n).match(key)] if m), None)
+            match = next(((n, m) for n, pattern in ours[index] for m in [pattern.match(key)] if m), None)
             if match is None:
                 continue
             name, m = match

@@ -19,9 +19,8 @@ from torchtune.modules.transforms.tokenizers._model_tokenizer import _MessagesTr
 
 def _read_chat_template(folder: Path, config: Mapping[str, Any]) -> Optional[str]:
     # transformers 5 writes the template to its own file; older folders keep it in the config.
-    for name in ("chat_template.jinja",):
-        if (folder / name).is_file():
-            return (folder / name).read_text()
+    if (folder / "chat_template.jinja").is_file():
+        return (folder / "chat_template.jinja").read_text()
     template = config.get("chat_template")
     if isinstance(template, list):  # named templates: the default one
         template = next((t["template"] for t in template if t.get("name") == "default"), None)

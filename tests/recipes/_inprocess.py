@@ -112,6 +112,21 @@ def run_in_group(recipe: str, config: str, overrides: Sequence[str]) -> None:
     instance.cleanup()
 
 
+def run_on_one_rank(recipe: str, config: str, overrides: Sequence[str]) -> None:
+    """Run a distributed recipe's class in this process, on a one-rank gloo group started and ended here
+    (a reference for the same recipe on several ranks, without a launch)."""
+    import tempfile
+
+    import torch.distributed as dist
+
+    with tempfile.TemporaryDirectory() as rendezvous:
+        dist.init_process_group("gloo", init_method=f"file://{rendezvous}/store", rank=0, world_size=1)
+        try:
+            run_in_group(recipe, config, overrides)
+        finally:
+            dist.destroy_process_group()
+
+
 def _copy(src: str, dst: str) -> None:
     import torch.distributed as dist
 

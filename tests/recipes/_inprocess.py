@@ -104,8 +104,9 @@ def run_on_two_ranks(runs: List[Item], workdir: Path, timeout: int = 600):
 
 def run_in_group(recipe: str, config: str, overrides: Sequence[str]) -> None:
     """Run a distributed recipe's class inside an already initialised process group."""
-    cfg = build_config(config, overrides)
     recipe_cls = getattr(importlib.import_module(f"recipes.{recipe}"), RECIPE_CLASSES[recipe])
+    _quiet_other_ranks()  # after the import: a recipe module sets the log level when imported
+    cfg = build_config(config, overrides)
     instance = recipe_cls(cfg=cfg)
     instance.setup(cfg=cfg)
     instance.train()
@@ -127,6 +128,14 @@ def run_on_one_rank(recipe: str, config: str, overrides: Sequence[str]) -> None:
             dist.destroy_process_group()
 
 
+def _quiet_other_ranks() -> None:
+    # One log for the job, rank 0's, as the recipes' __main__ does.
+    if os.environ.get("RANK", "0") != "0":
+        from torchtune.utils import get_logger
+
+        get_logger().setLevel("ERROR")
+
+
 def _copy(src: str, dst: str) -> None:
     import torch.distributed as dist
 
@@ -137,11 +146,9 @@ def _copy(src: str, dst: str) -> None:
 
 def main(spec_path: str) -> None:
     from torchtune import training
-    from torchtune.utils import get_logger
 
     runs = json.loads(open(spec_path).read())
-    if os.environ.get("RANK", "0") != "0":
-        get_logger().setLevel("ERROR")  # one log for the job, rank 0's (as the recipes' __main__ does)
+    _quiet_other_ranks()
     # As in the recipes' __main__: a failing rank ends the job at once instead of leaving the
     # other one blocked in a collective until the test's timeout.
     with training.record_rank_errors():

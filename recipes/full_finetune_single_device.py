@@ -68,7 +68,7 @@ class FullFinetuneRecipeSingleDevice:
         self._tokenizer = config.instantiate(cfg.tokenizer)
         self._setup_optimizer(cfg.optimizer, checkpoint.get(training.OPT_KEY) if resume is not None else None)
         loss_fn = config.instantiate(cfg.loss)
-        self._loss_fn = training.prepare_loss(loss_fn, self._model, compile=cfg.get("compile", False))
+        self._loss_fn = training.prepare_loss(loss_fn, self._model, compile=cfg.get("compile", False), fuse_output=True)
 
         self._data = training.setup_sft_data(cfg, self._tokenizer, ignore_index=self._loss_fn.ignore_index,
                                              seed=self._state.seed)

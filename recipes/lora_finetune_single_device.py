@@ -58,7 +58,7 @@ class LoRAFinetuneRecipeSingleDevice:
         self._model = self._setup_model(cfg, checkpoint[training.MODEL_KEY], adapter)
         self._tokenizer = config.instantiate(cfg.tokenizer)
         loss_fn = config.instantiate(cfg.loss)
-        self._loss_fn = training.prepare_loss(loss_fn, self._model, compile=cfg.get("compile", False))
+        self._loss_fn = training.prepare_loss(loss_fn, self._model, compile=cfg.get("compile", False), fuse_output=True)
         self._optimizer = config.instantiate(cfg.optimizer, [p for p in self._model.parameters() if p.requires_grad])
         if resume is not None:
             self._optimizer.load_state_dict(checkpoint[training.OPT_KEY])

@@ -45,6 +45,7 @@ from torchtune.training._profiler import (
     PROFILER_KEY,
     setup_torch_profiler,
 )
+from torchtune.training._padding_free import remove_padding, supports_padding_free
 from torchtune.training._recipe_components import (
     clip_gradients,
     log_model_info,
@@ -244,6 +245,8 @@ __all__ = [
     "lora_checkpoint_state",
     "optimizer_step",
     "prepare_loss",
+    "remove_padding",
+    "supports_padding_free",
     "setup_lr_scheduler",
     "setup_metric_logger",
     "setup_profiler",

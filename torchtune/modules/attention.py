@@ -196,9 +196,7 @@ class MultiHeadAttention(nn.Module):
         if isinstance(mask, DocumentMask):
             if use_cache:
                 raise ValueError("a padding-free batch (DocumentMask) cannot be decoded with a KV cache")
-            # Each document attends on its own, exactly as if it were the only sequence of the batch.
-            out = torch.cat([self._attend(q[:, :, a:e], k[:, :, a:e], v[:, :, a:e], None, None, False, 0)
-                             for a, e in mask.spans], dim=2)
+            out = self._attend_documents(q, k, v, mask)
         else:
             # Index of the first query in the key axis: its cache slot while decoding, else 0.
             q_start = self.kv_cache.size if use_cache and (self.sliding_window is not None or self.attn_bias is not None) else 0
@@ -214,6 +212,14 @@ class MultiHeadAttention(nn.Module):
             out = self._attend(q, k, v, mask, input_pos, use_cache, q_start)  # [b, n_h, s_x, h_d]
         out = out.transpose(1, 2).reshape(b, s_x, self.num_heads * self.head_dim)
         return self.output_proj(out)
+
+    # Left out of torch.compile graphs: the loop over documents would otherwise be specialised to
+    # (and recompile for) every batch's document lengths, while the layer's other ops compile once.
+    @torch.compiler.disable
+    def _attend_documents(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: DocumentMask) -> torch.Tensor:
+        """Each document of a padding-free row attends on its own, exactly as if it were the only sequence."""
+        return torch.cat([self._attend(q[:, :, a:e], k[:, :, a:e], v[:, :, a:e], None, None, False, 0)
+                          for a, e in mask.spans], dim=2)
 
     def _attend(
         self,

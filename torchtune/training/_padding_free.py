@@ -21,10 +21,10 @@ from torchtune.modules.transformer import TransformerDecoder
 def supports_padding_free(model: nn.Module) -> bool:
     """Whether ``model`` trains on padding-free batches with the same result as on padded ones.
 
-    True for a ``TransformerDecoder`` (compiled or wrapped for activation checkpointing, FSDP)
-    whose layers are all self-attention layers of ``MultiHeadAttention``, without memory tokens
-    or enabled KV caches, and whose layers are not compiled (a compiled layer would recompile for
-    every new set of document lengths).
+    True for a ``TransformerDecoder`` (also with compiled layers, or layers wrapped for activation
+    checkpointing or FSDP) whose layers are all self-attention layers of ``MultiHeadAttention``,
+    without memory tokens or enabled KV caches. Compiled layers compile once for all batches: the
+    per-document attention is left out of their graphs.
 
     Args:
         model (nn.Module): the model a recipe trains.
@@ -34,8 +34,6 @@ def supports_padding_free(model: nn.Module) -> bool:
     """
     model = getattr(model, "_orig_mod", model)
     if not isinstance(model, TransformerDecoder) or model.memory_tokens is not None or model.caches_are_enabled():
-        return False
-    if any(getattr(layer, "_compiled_call_impl", None) is not None for layer in model.modules()):
         return False
     return model._layers_take_document_masks()
 

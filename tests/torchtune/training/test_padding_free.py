@@ -125,9 +125,6 @@ def test_layers_without_document_attention_get_the_dense_mask():
 def test_models_that_need_the_padded_batch_are_recognised():
     torch.manual_seed(0)
     assert not training.supports_padding_free(decoder(num_memory_tokens=2, **_dims()))
-    compiled = build_decoder(num_kv_heads=4, **_dims())
-    compiled.layers[0].compile()
-    assert not training.supports_padding_free(compiled)
     cached = build_decoder(num_kv_heads=4, **_dims())
     cached.setup_caches(batch_size=1, dtype=torch.float32)
     assert not training.supports_padding_free(cached)
@@ -155,3 +152,27 @@ def test_chunked_output_loss_runs_fused_with_the_same_value():
     a, _ = training.sft_loss_step(model_a, chunked, {"tokens": tokens, "labels": labels.clone()}, torch.no_grad())
     b, _ = training.sft_loss_step(model_b, fused, {"tokens": tokens, "labels": labels.clone()}, torch.no_grad())
     torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-5)
+
+
+def test_compiled_layers_take_padding_free_batches_without_recompiling_per_batch():
+    """The per-document attention stays out of the compiled graphs: batches of new document lengths
+    reuse them (after the one dynamic-shape recompile), and the losses equal the eager padded ones."""
+    from torch._dynamo.utils import counters
+
+    torch.manual_seed(0)
+    compiled, eager = build_decoder(num_kv_heads=2, **_dims(max_seq_len=64)), build_decoder(num_kv_heads=2, **_dims(max_seq_len=64))
+    eager.load_state_dict(compiled.state_dict())
+    training.compile_model(compiled, verbose=False)
+    assert training.supports_padding_free(compiled)
+    loss_c = training.prepare_loss(LinearCrossEntropyLoss(chunk_size=16), compiled)
+    loss_e = training.prepare_loss(LinearCrossEntropyLoss(chunk_size=16), eager)
+    counters.clear()
+    graphs = []
+    for seed, lengths in enumerate([(25, 19, 29, 23), (8, 28, 8, 26), (12, 13, 18, 18), (20, 11, 29, 6)]):
+        tokens, labels = _padded_batch(lengths, prompt=(0, 0, 0, 0), seed=seed)
+        a, _ = training.sft_loss_step(compiled, loss_c, {"tokens": tokens, "labels": labels}, torch.no_grad(),
+                                      padding_free=True)
+        b, _ = training.sft_loss_step(eager, loss_e, {"tokens": tokens, "labels": labels}, torch.no_grad())
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-4)
+        graphs.append(counters["stats"]["unique_graphs"])
+    assert graphs[-1] == graphs[1] > 0  # nothing compiled after the second batch

@@ -5,10 +5,11 @@
 Steps:
 1. load the checkpoint with the configured checkpointer and build the model in ``dtype`` on
    ``device``;
-2. quantize every linear layer with ``quantizer`` (int8 or int4 weight-only, or 8da4w);
+2. quantize every linear layer with ``quantizer`` (int8 or int4 weight-only, or 8da4w); a QAT
+   quantizer converts the checkpoint of a QAT recipe with the numerics it trained against;
 3. save the quantized state dict with ``torch.save`` as
    ``<checkpointer.output_dir>/<first checkpoint file's name>-<mode>.pt`` (``mode`` is ``8w``,
-   ``4w`` or ``8da4w``), written atomically.
+   ``4w``, ``8da4w``, or ``4w-qat`` / ``8da4w-qat`` for the QAT quantizers), written atomically.
 
 The file holds torchao tensor subclasses and loads with ``torch.load(weights_only=True)`` once
 ``torchtune.training.quantization`` is imported. To generate from it, set the same ``quantizer``
@@ -36,8 +37,8 @@ class QuantizationRecipe:
         cfg (DictConfig): the recipe config (see ``recipes/configs/quantization.yaml``).
 
     Raises:
-        ValueError: if ``quantizer`` is missing or not one of the quantizers of
-            ``torchtune.training.quantization``.
+        ValueError: if ``quantizer`` is missing or not one of the (post-training or QAT)
+            quantizers of ``torchtune.training.quantization``.
     """
 
     def __init__(self, cfg: DictConfig) -> None:
@@ -48,7 +49,8 @@ class QuantizationRecipe:
         if self._mode is None:
             raise ValueError(
                 "quantizer must be one of torchtune.training.quantization.{Int8WeightOnlyQuantizer, "
-                f"Int4WeightOnlyQuantizer, Int8DynActInt4WeightQuantizer}}, got {cfg.get('quantizer', None)}"
+                "Int4WeightOnlyQuantizer, Int8DynActInt4WeightQuantizer} or a QAT quantizer "
+                f"(Int8DynActInt4WeightQATQuantizer, Int4WeightOnlyQATQuantizer), got {cfg.get('quantizer', None)}"
             )
         training.set_seed(seed=cfg.get("seed", None))
 

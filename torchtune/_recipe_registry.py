@@ -181,11 +181,14 @@ _FAMILY_CONFIGS: Dict[str, Dict[str, List[str]]] = {
         "lora_finetune_distributed": ["2B_lora", "9B_lora", "27B_lora"],
     },
     "gemma3": {
-        # Not in torchtune 0.6.1: Gemma 2 2B's hyper-parameters for the text-only 270M and 1B checkpoints.
-        "full_finetune_distributed": ["270M_full", "1B_full"],
+        # Not in torchtune 0.6.1: Gemma 2 2B's hyper-parameters for the text-only 270M and 1B checkpoints
+        # and for 4B, Gemma 2 9B's for 12B and Gemma 2 27B's for 27B (the text decoders of image-text checkpoints).
+        "full_finetune_distributed": ["270M_full", "1B_full", "4B_full", "12B_full", "27B_full"],
         "lora_finetune_single_device": ["270M_lora_single_device", "270M_qlora_single_device", "1B_lora_single_device",
-                                        "1B_qlora_single_device"],
-        "lora_finetune_distributed": ["270M_lora", "1B_lora"],
+                                        "1B_qlora_single_device", "4B_lora_single_device", "4B_qlora_single_device",
+                                        "12B_lora_single_device", "12B_qlora_single_device", "27B_lora_single_device",
+                                        "27B_qlora_single_device"],
+        "lora_finetune_distributed": ["270M_lora", "1B_lora", "4B_lora", "12B_lora", "27B_lora"],
         "eleuther_eval": ["evaluation"],
     },
     # Tiny CPU configs on the demo's assets (`make demo`), for the distillation and QAT recipes.

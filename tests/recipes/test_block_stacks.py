@@ -1,11 +1,13 @@
-"""Stacks described only in YAML (docs/examples/blocks/*.yaml, torchtune.models.decoder) train
-through the real `tune run full_finetune_single_device`, from a random-init checkpoint."""
+"""Stacks described only in YAML (docs/examples/blocks/*.yaml, torchtune.models.decoder) train with
+full_finetune_single_device (its ``recipe_main`` in this process, as ``tune run`` calls it; the CLI itself
+is covered by test_full_finetune_single_device.py), from a random-init checkpoint."""
 
 from pathlib import Path
 
 import pytest
 
-from tests.recipes.utils import read_losses, run_tune, write_alpaca_json
+from tests.recipes._inprocess import run_recipe
+from tests.recipes.utils import read_losses, write_alpaca_json
 from tests.test_utils.tokenizer_fixtures import train_sentencepiece
 from torchtune.config import load_config, validate
 from torchtune.models.init_checkpoint import write_init_checkpoint
@@ -34,7 +36,7 @@ def test_tune_run_lowers_the_loss_of_a_yaml_stack(path, assets, tmp_path):
                  f"dataset.data_files={assets['data']}", "max_steps_per_epoch=6", "shuffle=False"]
     ckpt = write_init_checkpoint(str(path), overrides)
     assert ckpt == tmp_path / "base" / "model.safetensors"
-    run_tune(["run", "full_finetune_single_device", "--config", str(path), *overrides], cwd=tmp_path)
+    run_recipe("full_finetune_single_device", str(path), overrides, cwd=tmp_path)
     losses = read_losses(tmp_path / "logs")
     assert len(losses) == 6
     assert sum(losses[-2:]) / 2 < losses[0] - 0.5, losses

@@ -1,9 +1,11 @@
-"""LoRA fine-tuning of each model family's tiny random-init checkpoint through the real
-``tune run lora_finetune_single_device``, with the family's shipped config: the loss goes down."""
+"""LoRA fine-tuning of each model family's tiny random-init checkpoint with ``lora_finetune_single_device``
+and the family's shipped config: the loss goes down. The recipe runs in this process (``recipe_main``, as
+``tune run`` calls it; the CLI itself is covered by test_lora_finetune_single_device.py)."""
 
 import pytest
 
-from tests.recipes.utils import RECIPE_MODEL, common_overrides, read_losses, run_tune, write_alpaca_json
+from tests.recipes._inprocess import run_recipe
+from tests.recipes.utils import RECIPE_MODEL, common_overrides, read_losses, write_alpaca_json
 from tests.test_utils.hf_fixtures import save_hf_llama
 from tests.test_utils.tokenizer_fixtures import train_sentencepiece
 from tests.torchtune.models.hf_parity import widen_init
@@ -54,8 +56,8 @@ def test_family_lora_finetune_lowers_the_loss(family, tmp_path):
     shards = sorted(p.name for p in ckpt.glob("model-*.safetensors")) or ["model.safetensors"]
     assets = {"ckpt": ckpt, "data": write_alpaca_json(tmp_path / "data.json"), "shards": shards}
     out = tmp_path / "out"
-    run_tune([
-        "run", "lora_finetune_single_device", "--config", config, *common_overrides(assets, out),
+    run_recipe("lora_finetune_single_device", config, [
+        *common_overrides(assets, out),
         f"model._component_={builder}", *[f"model.{k}={v}" for k, v in RECIPE_MODEL.items()], *extra,
         "model.lora_attn_modules=[q_proj,v_proj,output_proj]", "model.apply_lora_to_mlp=True",
         "model.lora_rank=8", "model.lora_alpha=16", "batch_size=4", "gradient_accumulation_steps=1",

@@ -1,11 +1,13 @@
 """LoRA fine-tuning of a tiny Llama 3.2 (tied embeddings, llama3 RoPE scaling, tiktoken tokenizer
-with Llama 3's special tokens) through the real ``tune run``, on one process and on two (gloo)."""
+with Llama 3's special tokens), on one process (``recipe_main`` in this process, as ``tune run`` calls it)
+and on two (gloo) through the real ``tune run --nproc_per_node 2``."""
 
 import json
 
 import pytest
 import torch
 
+from tests.recipes._inprocess import run_recipe
 from tests.recipes.utils import common_overrides, read_losses, run_tune, write_alpaca_json
 from tests.test_utils.tokenizer_fixtures import write_tiktoken_bpe
 from tests.torchtune.models.llama3 import hf_reference as hf
@@ -44,7 +46,8 @@ def test_single_device_lora_lowers_the_loss(assets, tmp_path):
     from transformers import AutoModelForCausalLM
 
     args = _args(assets, tmp_path, "lora_finetune_single_device", "llama3_2/1B_lora_single_device")
-    run_tune([*args, "batch_size=4"], cwd=tmp_path)
+    run_recipe("lora_finetune_single_device", "llama3_2/1B_lora_single_device", [*args[4:], "batch_size=4"],
+               cwd=tmp_path)
     losses = read_losses(tmp_path / "logs")
     assert _lowered(losses), losses
     # The merged tied model is saved without lm_head and loads strictly in transformers.
@@ -78,13 +81,14 @@ def untied_assets(tmp_path_factory):
 ])
 def test_llama3_and_llama3_1_lora_lower_the_loss(untied_assets, tmp_path, family, builder, config, extra):
     dims = dict(hf.TINY, vocab_size=VOCAB, **extra)
-    args = ["run", "lora_finetune_single_device", "--config", config, *common_overrides(untied_assets, tmp_path),
-            f"model._component_=torchtune.models.{family}.{builder}", *[f"model.{k}={v}" for k, v in dims.items()],
-            "model.lora_attn_modules=[q_proj,v_proj]", "model.apply_lora_to_mlp=True", "model.lora_rank=8",
-            "model.lora_alpha=16", "gradient_accumulation_steps=1", "optimizer.lr=1e-2", "optimizer.fused=False",
-            "lr_scheduler.num_warmup_steps=0", f"max_steps_per_epoch={STEPS}", "batch_size=4",
-            # These upstream configs read Meta's consolidated.00.pth; the test checkpoint is in HF layout.
-            "checkpointer._component_=torchtune.training.FullModelHFCheckpointer", "checkpointer.model_type=LLAMA3"]
-    run_tune(args, cwd=tmp_path)
+    overrides = [
+        *common_overrides(untied_assets, tmp_path),
+        f"model._component_=torchtune.models.{family}.{builder}", *[f"model.{k}={v}" for k, v in dims.items()],
+        "model.lora_attn_modules=[q_proj,v_proj]", "model.apply_lora_to_mlp=True", "model.lora_rank=8",
+        "model.lora_alpha=16", "gradient_accumulation_steps=1", "optimizer.lr=1e-2", "optimizer.fused=False",
+        "lr_scheduler.num_warmup_steps=0", f"max_steps_per_epoch={STEPS}", "batch_size=4",
+        # These upstream configs read Meta's consolidated.00.pth; the test checkpoint is in HF layout.
+        "checkpointer._component_=torchtune.training.FullModelHFCheckpointer", "checkpointer.model_type=LLAMA3"]
+    run_recipe("lora_finetune_single_device", config, overrides, cwd=tmp_path)
     assert _lowered(read_losses(tmp_path / "logs")), read_losses(tmp_path / "logs")
     assert (tmp_path / "epoch_0" / "adapter" / "adapter_config.json").is_file()

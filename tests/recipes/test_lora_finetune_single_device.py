@@ -1,8 +1,10 @@
-"""End-to-end runs of lora_finetune_single_device through the real `tune` CLI on a tiny Llama."""
+"""End-to-end runs of lora_finetune_single_device on a tiny Llama: the shared 8-step run through the real
+`tune` CLI, the others in this process (the same recipe_main, without a subprocess's start-up)."""
 
 import pytest
 import torch
 
+from tests.recipes._inprocess import run_recipe
 from tests.recipes.utils import RECIPE_MODEL, common_overrides, make_assets, model_overrides, read_losses, run_tune
 
 pytestmark = pytest.mark.integration
@@ -15,11 +17,19 @@ def assets(tmp_path_factory):
     return make_assets(tmp_path_factory.mktemp("lora_assets"))
 
 
+def _overrides(assets, out, *extra):
+    return [*common_overrides(assets, out), *model_overrides(), "model.lora_attn_modules=[q_proj,v_proj,output_proj]",
+            "model.apply_lora_to_mlp=True", "model.lora_rank=8", "model.lora_alpha=16", "batch_size=4",
+            "gradient_accumulation_steps=1", "optimizer.lr=1e-2", "optimizer.fused=False",
+            "lr_scheduler.num_warmup_steps=0", *extra]
+
+
 def _lora_args(assets, out, *extra):
-    return ["run", "lora_finetune_single_device", "--config", CONFIG, *common_overrides(assets, out),
-            *model_overrides(), "model.lora_attn_modules=[q_proj,v_proj,output_proj]", "model.apply_lora_to_mlp=True",
-            "model.lora_rank=8", "model.lora_alpha=16", "batch_size=4", "gradient_accumulation_steps=1",
-            "optimizer.lr=1e-2", "optimizer.fused=False", "lr_scheduler.num_warmup_steps=0", *extra]
+    return ["run", "lora_finetune_single_device", "--config", CONFIG, *_overrides(assets, out, *extra)]
+
+
+def _run(assets, out, *extra, cwd=None):
+    run_recipe("lora_finetune_single_device", CONFIG, _overrides(assets, out, *extra), cwd=cwd or out)
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +58,7 @@ def test_resume_mid_epoch_reproduces_the_loss_sequence(assets, lora_run, tmp_pat
     # The run kept going after step 4 and its final epoch save does not write recipe state, so
     # the state on disk is still the one written together with step_4.
     assert state["steps_run"] == 4
-    run_tune(_lora_args(assets, out, "max_steps_per_epoch=8", "save_every_n_steps=4", "resume_from_checkpoint=True"),
-             cwd=out)
+    _run(assets, out, "max_steps_per_epoch=8", "save_every_n_steps=4", "resume_from_checkpoint=True")
     full = read_losses(lora_run / "logs")
     resumed = read_losses(out / "logs")
     assert resumed == full[4:], (resumed, full)
@@ -105,7 +114,7 @@ def test_outputs_load_in_transformers_and_peft(assets, lora_run):
 @pytest.mark.parametrize("variant", ["qlora", "dora"])
 def test_qlora_and_dora_lower_the_loss(assets, tmp_path, variant):
     extra = ["model.quantize_base=True"] if variant == "qlora" else ["model.use_dora=True"]
-    run_tune(_lora_args(assets, tmp_path, "max_steps_per_epoch=6", *extra), cwd=tmp_path)
+    _run(assets, tmp_path, "max_steps_per_epoch=6", *extra)
     losses = read_losses(tmp_path / "logs")
     assert len(losses) == 6
     assert sum(losses[-2:]) / 2 < losses[0] - 0.1, losses
@@ -113,9 +122,10 @@ def test_qlora_and_dora_lower_the_loss(assets, tmp_path, variant):
 
 
 def test_nan_loss_stops_with_the_step_and_saves_nothing(assets, tmp_path):
-    with pytest.raises(AssertionError) as err:
-        run_tune(_lora_args(assets, tmp_path, "max_steps_per_epoch=6", "optimizer.lr=1e30",
-                            "clip_grad_norm=null"), cwd=tmp_path)
+    from torchtune.training._grad_accumulation import NonFiniteLossError
+
+    with pytest.raises(NonFiniteLossError) as err:
+        _run(assets, tmp_path, "max_steps_per_epoch=6", "optimizer.lr=1e30", "clip_grad_norm=null")
     message = str(err.value)
     assert "step" in message.lower() and ("nan" in message.lower() or "finite" in message.lower()), message
     assert not (tmp_path / "epoch_0").exists()
@@ -124,7 +134,7 @@ def test_nan_loss_stops_with_the_step_and_saves_nothing(assets, tmp_path):
 def test_bf16_on_cpu_lowers_the_loss_like_fp32(assets, lora_run, tmp_path):
     """bf16 end to end on CPU (weights, activations, adapters): same data and initialisation as the
     fp32 run, so the two loss curves differ by bf16 rounding only."""
-    run_tune(_lora_args(assets, tmp_path, "max_steps_per_epoch=8", "dtype=bf16", "optimizer.fused=True"), cwd=tmp_path)
+    _run(assets, tmp_path, "max_steps_per_epoch=8", "dtype=bf16", "optimizer.fused=True")
     losses, fp32 = read_losses(tmp_path / "logs"), read_losses(lora_run / "logs")
     assert len(losses) == len(fp32) == 8
     assert sum(losses[-3:]) / 3 < losses[0] - 0.2, losses
@@ -136,18 +146,18 @@ def test_group_by_length_trains_and_resumes_mid_epoch_exactly(assets, tmp_path):
 
     full, resumed = tmp_path / "full", tmp_path / "resumed"
     args = ("max_steps_per_epoch=4", "save_every_n_steps=2", "group_by_length=True")
-    run_tune(_lora_args(assets, full, *args), cwd=tmp_path)
+    _run(assets, full, *args, cwd=tmp_path)
     resumed.mkdir()
     shutil.copytree(full / "step_2", resumed / "step_2")
     shutil.copytree(full / "recipe_state", resumed / "recipe_state")
     # The state on disk is the step-2 one only if the final save leaves it alone (as in the test above).
     assert torch.load(resumed / "recipe_state" / "recipe_state.pt", weights_only=True)["steps_run"] == 2
-    run_tune(_lora_args(assets, resumed, *args, "resume_from_checkpoint=True"), cwd=tmp_path)
+    _run(assets, resumed, *args, "resume_from_checkpoint=True", cwd=tmp_path)
     losses = read_losses(full / "logs")
     assert len(losses) == 4 and read_losses(resumed / "logs") == losses[2:]
 
 
 def test_group_by_length_refuses_packed_samples(assets, tmp_path):
-    with pytest.raises(Exception, match="group_by_length=True needs unpacked samples"):
-        run_tune(_lora_args(assets, tmp_path, "max_steps_per_epoch=1", "group_by_length=True",
-                            "dataset.packed=True", "tokenizer.max_seq_len=64"), cwd=tmp_path)
+    with pytest.raises(ValueError, match="group_by_length=True needs unpacked samples"):
+        _run(assets, tmp_path, "max_steps_per_epoch=1", "group_by_length=True", "dataset.packed=True",
+             "tokenizer.max_seq_len=64")

@@ -1,8 +1,10 @@
 """LoRA fine-tuning of tiny Qwen2, Qwen2.5 and Qwen3 models (byte-level BPE tokenizer from
-vocab.json + merges.txt, ChatML) through the real ``tune run``, on one process and on two (gloo)."""
+vocab.json + merges.txt, ChatML), on one process (``recipe_main`` in this process, as ``tune run`` calls
+it) and on two (gloo) through the real ``tune run --nproc_per_node 2``."""
 
 import pytest
 
+from tests.recipes._inprocess import run_recipe
 from tests.recipes.utils import common_overrides, read_losses, run_tune, write_alpaca_json
 from tests.torchtune.models.hf_parity import widen_init
 from tests.torchtune.models.qwen2.qwen_reference import TINY, hf_config
@@ -53,6 +55,12 @@ def _args(assets, out, recipe, config, builder, model_type, *extra, launch=()):
             "lr_scheduler.num_warmup_steps=0", f"max_steps_per_epoch={STEPS}", *extra]
 
 
+def _run_in_process(args, cwd):
+    """``run_tune(args)`` for a single-device ``["run", recipe, "--config", config, *overrides]``, in-process."""
+    assert args[0] == "run" and args[2] == "--config", args
+    run_recipe(args[1], args[3], args[4:], cwd=cwd)
+
+
 def _lowered(losses):
     return len(losses) == STEPS and sum(losses[-2:]) / 2 < losses[0] - 0.2
 
@@ -64,7 +72,7 @@ def _lowered(losses):
 def test_qwen2_and_qwen2_5_lora_lower_the_loss(qwen2_assets, tmp_path, config, tokenizer):
     args = _args(qwen2_assets, tmp_path, "lora_finetune_single_device", config, "torchtune.models.qwen2.lora_qwen2",
                  "QWEN2", f"tokenizer._component_={tokenizer}", "batch_size=4")
-    run_tune(args, cwd=tmp_path)
+    _run_in_process(args, cwd=tmp_path)
     assert _lowered(read_losses(tmp_path / "logs")), read_losses(tmp_path / "logs")
     assert (tmp_path / "epoch_0" / "adapter" / "adapter_config.json").is_file()
 
@@ -74,7 +82,7 @@ def test_qwen3_lora_lowers_the_loss_and_loads_in_transformers(qwen3_assets, tmp_
 
     args = _args(qwen3_assets, tmp_path, "lora_finetune_single_device", "qwen3/0.6B_lora_single_device",
                  "torchtune.models.qwen3.lora_qwen3", "QWEN3", "batch_size=4")
-    run_tune(args, cwd=tmp_path)
+    _run_in_process(args, cwd=tmp_path)
     assert _lowered(read_losses(tmp_path / "logs")), read_losses(tmp_path / "logs")
     merged, info = AutoModelForCausalLM.from_pretrained(str(tmp_path / "epoch_0"), output_loading_info=True)
     assert not any(info.values()), info

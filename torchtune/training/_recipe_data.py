@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Callable, Optional, Tuple
 
+import torch
 from omegaconf import DictConfig, ListConfig
 from torch.utils.data import ConcatDataset, DataLoader
 
@@ -79,7 +80,10 @@ def build_sft_dataloader(
         if packed
         else partial(padded_collate_sft, padding_idx=tokenizer.pad_id, ignore_idx=ignore_index)
     )
-    dataloader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate, drop_last=True)
+    # Every new iterator draws a base seed from the DataLoader's generator: a private one leaves the
+    # global generator (dropout masks) where a resumed run, which restores it, expects it.
+    dataloader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate, drop_last=True,
+                            generator=torch.Generator().manual_seed(seed))
     return sampler, dataloader
 
 

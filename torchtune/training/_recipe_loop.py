@@ -4,7 +4,7 @@ import signal
 import time
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import torch
 import torch.distributed as dist
@@ -18,7 +18,7 @@ from torchtune.training._padding_free import supports_padding_free
 from torchtune.training._preemption import agree_on_stop, report_stop, StopSignals, TrainingStopped
 from torchtune.training._recipe_components import optimizer_step, setup_lr_scheduler, setup_profiler, sft_loss_step
 from torchtune.training._recipe_data import get_steps_per_epoch, SFTData
-from torchtune.training._recipe_state import load_sampler_state, RecipeState
+from torchtune.training._recipe_state import gather_rng_states, load_sampler_state, RecipeState
 from torchtune.training._setup_checks import check_vocab_fits
 from torchtune.training.lr_schedulers import get_lr
 from torchtune.training.memory import cleanup_before_training, get_memory_stats
@@ -220,6 +220,7 @@ class TrainLoop:
         self.output_dir = output_dir
         self.padding_free = padding_free
         self._saved_at_step: Optional[int] = None  # global step of the latest save of this run
+        self._rank_rng_states: Optional[List[torch.Tensor]] = None  # every rank's generator, for ``save``
         self.accumulator = GradientAccumulator(gradient_accumulation_steps)
         self.samples_per_step = gradient_accumulation_steps * data.dataloader.batch_size * world_size
 
@@ -295,6 +296,7 @@ class TrainLoop:
                 dataloader=self.data.sampler.state_dict(samples_consumed),
                 samples_per_step=self.samples_per_step,
                 lr_scheduler=None if self.lr_scheduler is None else self.lr_scheduler.state_dict(),
+                rank_rng_states=self._rank_rng_states,
             ))
         step = self.state.global_step if samples_consumed > 0 else None  # a mid-epoch save gets a step folder
         checkpointer.save_checkpoint(state, epoch=epoch, intermediate_checkpoint=intermediate, step=step, **save_kwargs)
@@ -359,7 +361,7 @@ class TrainLoop:
                     if failed:
                         self._stop_on_data_error(epoch, error, rng_state, save_checkpoint)
                     if signalled and window_start:
-                        self._stop_on_signal(stop.signum, epoch, save_checkpoint)
+                        self._stop_on_signal(stop.signum, epoch, save_checkpoint, rng_state)
                     if batch is None:
                         break
                     loss, num_tokens = loss_step({k: v.to(self.device, non_blocking=True) for k, v in batch.items()})
@@ -383,18 +385,26 @@ class TrainLoop:
                     self.metrics.step(state.global_step, loss_value, window_tokens, optimizer, grad_norm, extra)
                     self._validate_if_due(model, loss_step)
                     if should_save_mid_epoch(state, self.steps_per_epoch, self.save_every_n_steps):
-                        save_checkpoint(epoch, samples_consumed=state.steps_into_epoch * self.samples_per_step,
-                                        intermediate=True)
-                        self._saved_at_step = state.global_step
+                        consumed = state.steps_into_epoch * self.samples_per_step
+                        self._save(save_checkpoint, epoch, samples_consumed=consumed, intermediate=True)
                 self.metrics.end_epoch()
                 state.epochs_run += 1
                 state.steps_into_epoch = 0
-                save_checkpoint(epoch, samples_consumed=0, intermediate=state.epochs_run < state.total_epochs)
-                self._saved_at_step = state.global_step
+                more = state.epochs_run < state.total_epochs
+                self._save(save_checkpoint, epoch, samples_consumed=0, intermediate=more)
                 if state.epochs_run < state.total_epochs and agree_on_stop(stop.signum is not None, False,
                                                                              self.device)[0]:
                     self._stop_on_signal(stop.signum, epoch + 1, save_checkpoint)
         self.profiler.stop()
+
+    def _save(self, save_checkpoint: Callable[..., None], epoch: int, *, samples_consumed: int,
+              intermediate: bool) -> None:
+        # Every rank calls this: the ranks' generator states are gathered (a collective) for ``save``
+        # on rank 0, so that each rank of a resumed run draws the dropout masks it would have drawn.
+        self._rank_rng_states = gather_rng_states(self.device) if intermediate else None
+        save_checkpoint(epoch, samples_consumed=samples_consumed, intermediate=intermediate)
+        self._rank_rng_states = None
+        self._saved_at_step = self.state.global_step
 
     def _checkpoint_folder(self, epoch: int) -> str:
         """The folder the latest save of this run wrote (``step_N`` mid-epoch, else ``epoch_N``)."""
@@ -408,15 +418,17 @@ class TrainLoop:
         if state.global_step == 0:
             return None
         if self._saved_at_step != state.global_step and state.steps_into_epoch > 0:
-            save_checkpoint(epoch, samples_consumed=state.steps_into_epoch * self.samples_per_step,
-                            intermediate=True)
-            self._saved_at_step = state.global_step
+            self._save(save_checkpoint, epoch, samples_consumed=state.steps_into_epoch * self.samples_per_step,
+                       intermediate=True)
         return self._checkpoint_folder(epoch)
 
-    def _stop_on_signal(self, signum: Optional[int], epoch: int, save_checkpoint: Callable[..., None]) -> None:
+    def _stop_on_signal(self, signum: Optional[int], epoch: int, save_checkpoint: Callable[..., None],
+                        rng_state: Optional[torch.Tensor] = None) -> None:
         # signum is None on a rank that was not signalled itself but agreed to stop with the others.
         signum = signum if signum is not None else signal.SIGTERM
         self.metrics.end_epoch()
+        if rng_state is not None:  # the batch just drawn is not trained: save the generator as before it
+            torch.set_rng_state(rng_state)
         folder = self._save_progress(epoch, save_checkpoint)
         report_stop(signal.Signals(signum).name, folder)
         raise TrainingStopped(signum, folder)

@@ -2,9 +2,10 @@
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Collection, Dict, Mapping, Optional, Tuple
+from typing import Any, Collection, Dict, List, Mapping, Optional, Tuple
 
 import torch
+import torch.distributed as dist
 
 from torchtune._errors import ResumeStateError
 from torchtune.training.checkpointing._constants import (
@@ -31,12 +32,18 @@ from torchtune.training._distributed import broadcast_object
 from torchtune.training.seed import set_seed
 from torchtune.training._sampler import StatefulDistributedSampler
 from torchtune.utils import get_logger
+from torchtune.utils._distributed import get_world_size_and_rank
 
 log = get_logger()
 
 # Samples (over all ranks) of one optimizer step: batch_size * gradient_accumulation_steps * world_size.
 # Saved so that a resumed run turns the sampler's position back into optimizer steps.
 SAMPLES_PER_STEP_KEY = "samples_per_step"
+
+# Every rank's global CPU generator state, indexed by rank (multi-rank runs only; RNG_KEY holds rank 0's).
+# Each rank draws its own dropout masks, whose shapes follow its own batches, so the ranks' generators
+# part after the first step; a resumed rank continues from its own state, not from rank 0's.
+RANK_RNG_KEY = "rng_state_per_rank"
 
 # What an intermediate checkpoint must hold for a run to resume from it.
 RESUME_REQUIRED_KEYS = (SEED_KEY, EPOCHS_KEY, TOTAL_EPOCHS_KEY, STEPS_KEY, OPT_KEY, DATALOADER_KEY)
@@ -120,9 +127,18 @@ class RecipeState:
     def restore_rng_state(ckpt: Optional[Mapping[str, Any]]) -> None:
         """Set the global CPU generator to the state saved in ``ckpt``; nothing when ``ckpt`` is None.
 
-        Call it last in ``setup``, after everything that draws random numbers.
+        In a process group, each rank takes its own saved state (``RANK_RNG_KEY``) when the
+        checkpoint was written by as many ranks; otherwise (one process, or another number of
+        ranks) the state of the saving run's rank 0 (``RNG_KEY``). Call it last in ``setup``,
+        after everything that draws random numbers.
         """
-        if ckpt is not None:
+        if ckpt is None:
+            return
+        world_size, rank = get_world_size_and_rank()
+        per_rank = ckpt.get(RANK_RNG_KEY)
+        if per_rank is not None and len(per_rank) == world_size:
+            torch.set_rng_state(per_rank[rank])
+        else:
             torch.set_rng_state(ckpt[RNG_KEY])
 
     def state_dict(
@@ -132,6 +148,7 @@ class RecipeState:
         dataloader: Dict[str, Any],
         samples_per_step: int,
         lr_scheduler: Optional[Dict[str, Any]] = None,
+        rank_rng_states: Optional[List[torch.Tensor]] = None,
     ) -> Dict[str, Any]:
         """The recipe-state entries of an intermediate checkpoint, under the keys checkpointers write.
 
@@ -143,11 +160,13 @@ class RecipeState:
             samples_per_step (int): samples over all ranks per optimizer step.
             lr_scheduler (Optional[Dict[str, Any]]): the LR scheduler's state dict; None when the
                 run has no scheduler. Default None.
+            rank_rng_states (Optional[List[torch.Tensor]]): every rank's generator state
+                (``gather_rng_states``), saved under ``RANK_RNG_KEY``; None on one process. Default None.
 
         Returns:
             Dict[str, Any]: ``{OPT_KEY, SEED_KEY, EPOCHS_KEY, TOTAL_EPOCHS_KEY, MAX_STEPS_KEY,
             STEPS_KEY, DATALOADER_KEY, RNG_KEY, SAMPLES_PER_STEP_KEY}`` plus ``LR_SCHEDULER_KEY``
-            when given.
+            and ``RANK_RNG_KEY`` when given.
         """
         state = {
             OPT_KEY: optimizer,
@@ -162,7 +181,29 @@ class RecipeState:
         }
         if lr_scheduler is not None:
             state[LR_SCHEDULER_KEY] = lr_scheduler
+        if rank_rng_states is not None:
+            state[RANK_RNG_KEY] = [s.cpu() for s in rank_rng_states]
         return state
+
+
+def gather_rng_states(device: Optional[torch.device] = None) -> Optional[List[torch.Tensor]]:
+    """Every rank's global CPU generator state, on every rank; a collective all ranks must call.
+
+    Args:
+        device (Optional[torch.device]): the device collectives run on (a GPU under nccl; None or
+            the CPU under gloo). Default None.
+
+    Returns:
+        Optional[List[torch.Tensor]]: the states (uint8, on the CPU) indexed by rank; None outside
+        a process group of more than one rank.
+    """
+    world_size, _ = get_world_size_and_rank()
+    if world_size == 1:
+        return None
+    mine = torch.get_rng_state().to(device or "cpu")
+    states = [torch.empty_like(mine) for _ in range(world_size)]
+    dist.all_gather(states, mine)
+    return [s.cpu() for s in states]
 
 
 def load_sampler_state(sampler: StatefulDistributedSampler, ckpt: Mapping[str, Any], world_size: int = 1) -> None:

@@ -1,4 +1,5 @@
-"""Full state dicts in and out of FSDP2-sharded models, on 2 CPU ranks (gloo), against unsharded models.
+"""Full state dicts in and out of FSDP2-sharded models, on 2 CPU ranks (gloo), against unsharded models;
+and the per-rank generator states an intermediate checkpoint saves.
 
 One spawned job runs every check (starting processes dominates the cost); each check is a function
 below, and a failure in any of them fails the test with that rank's traceback.
@@ -198,8 +199,27 @@ def check_initial_adapters_are_rank_independent(rank):
     torch.testing.assert_close(gathered[0], gathered[1], atol=0, rtol=0)
 
 
+def check_each_rank_resumes_its_own_generator(rank):
+    """Ranks whose generators parted (dropout masks of their own batch shapes) each resume their own state."""
+    from torchtune import training
+
+    torch.manual_seed(0)
+    torch.rand(10 + 90 * rank)  # rank 1 draws more, as it would for longer sequences
+    states = training.gather_rng_states()
+    assert len(states) == WORLD_SIZE and torch.equal(states[rank], torch.get_rng_state())
+    assert not torch.equal(states[0], states[1])
+    saved = training.RecipeState(seed=0, total_epochs=1).state_dict(optimizer={}, dataloader={}, samples_per_step=1,
+                                                                   rank_rng_states=states)
+    saved[training.RNG_KEY] = states[0]  # rank 0 writes the checkpoint; every rank gets its progress
+    expected = torch.rand(3)
+    torch.manual_seed(1)
+    training.RecipeState.restore_rng_state(saved)
+    torch.testing.assert_close(torch.rand(3), expected, atol=0, rtol=0)
+
+
 CHECKS = (check_qdora_loads_shards_and_gathers, check_uneven_shards_and_optimizer_round_trip,
-          check_nf4_weights_too_small_to_split_stay_whole, check_initial_adapters_are_rank_independent)
+          check_nf4_weights_too_small_to_split_stay_whole, check_initial_adapters_are_rank_independent,
+          check_each_rank_resumes_its_own_generator)
 
 
 def _worker(rank, store_path):

@@ -107,6 +107,28 @@ def test_a_signal_stops_after_the_step_it_arrived_in(monkeypatch, capfd):
     assert "SIGTERM received: finishing the current optimizer step" in capfd.readouterr().err
 
 
+def test_a_signal_saves_the_generator_as_it_was_before_the_batch_left_untrained(monkeypatch):
+    # Reading a row draws from the global generator (as a random transform would). The signal
+    # arrives while row 1 is read for step 2, which then does not run: the state saved is the one
+    # before that read, where the resumed run reads row 1 again.
+    before_read = {}
+
+    def hook(index):
+        before_read[index] = torch.get_rng_state()
+        torch.rand(1)
+        if index == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(_Rows, "hook", hook)
+    loop, model, opt = _loop()
+    _metrics_off(loop)
+    saved = []
+    with pytest.raises(TrainingStopped):
+        loop.run(model, _SumCE(), opt, save_checkpoint=lambda epoch, **kw: saved.append(torch.get_rng_state()))
+    assert loop.state.global_step == 1 and sorted(before_read) == [0, 1]
+    assert len(saved) == 1 and torch.equal(saved[0], before_read[1])
+
+
 def test_a_signal_at_the_end_of_an_epoch_uses_the_epoch_checkpoint(monkeypatch):
     # Row 7 is the second half of step 4, the epoch's last.
     monkeypatch.setattr(_Rows, "hook", lambda index: os.kill(os.getpid(), signal.SIGUSR1) if index == 7 else None)

@@ -28,6 +28,16 @@ def test_padded_batches_and_drop_last():
     assert isinstance(sampler, training.StatefulDistributedSampler)
 
 
+def test_a_new_iterator_leaves_the_global_generator_alone():
+    # A resumed run restores the global generator, then starts an iterator mid-epoch; the run it
+    # continues started its iterator before that state was saved. Dropout masks would part.
+    _, loader = training.build_sft_dataloader(_cfg([1, 2]), _Tokenizer(), batch_size=1, shuffle=True, seed=0,
+                                              ignore_index=-100)
+    before = torch.get_rng_state()
+    next(iter(loader))
+    assert torch.equal(torch.get_rng_state(), before)
+
+
 def test_list_of_datasets_is_concatenated_in_order():
     cfg = OmegaConf.create([_cfg([1]), _cfg([2])])
     _, loader = training.build_sft_dataloader(cfg, _Tokenizer(), batch_size=1, shuffle=False, seed=0,

@@ -96,6 +96,24 @@ def test_restore_rng_state():
     RecipeState.restore_rng_state(None)  # not resuming: nothing happens
 
 
+def test_per_rank_rng_states_are_saved_and_one_process_resumes_from_rank_zero():
+    # On one process gather_rng_states has nothing to gather; a 2-rank checkpoint resumed on one
+    # process (another data split: not exact anyway) continues from rank 0's state (RNG_KEY).
+    # Each rank taking its own entry is checked on 2 ranks in test_distributed_state.py.
+    assert training.gather_rng_states() is None
+    states = [torch.Generator().manual_seed(s).get_state() for s in (1, 2)]
+    saved = RecipeState(seed=3, total_epochs=1).state_dict(optimizer={}, dataloader={}, samples_per_step=1,
+                                                          rank_rng_states=states)
+    assert training.RANK_RNG_KEY == "rng_state_per_rank" and len(saved[training.RANK_RNG_KEY]) == 2
+    expected = torch.rand(2)  # what follows the state saved under RNG_KEY (this process's, at save time)
+    RecipeState.restore_rng_state(saved)
+    torch.testing.assert_close(torch.rand(2), expected, rtol=0, atol=0)
+    # A list with one entry per rank of this (one-process) run: its entry is the one restored.
+    RecipeState.restore_rng_state({training.RNG_KEY: states[0], training.RANK_RNG_KEY: [states[1]]})
+    torch.testing.assert_close(torch.rand(2), torch.rand(2, generator=torch.Generator().manual_seed(2)),
+                               rtol=0, atol=0)
+
+
 def test_load_sampler_state_divides_by_world_size():
     sampler = training.StatefulDistributedSampler(list(range(16)), num_replicas=2, rank=1, shuffle=False, seed=0)
     training.load_sampler_state(sampler, {training.DATALOADER_KEY: {"epoch": 0, "samples_consumed": 6, "seed": 0}},

@@ -14,7 +14,8 @@ and 10000 in the local ones, one global layer in six, QK-norm, tied embeddings, 
 | 27B | 62 | 32 / 16 | 128 | 5376 | 21504 | 262208 | 1024 | 131072 | linear, 8 | 168 |
 
 The 4B, 12B and 27B checkpoints are ``Gemma3ForConditionalGeneration`` models (with a vision
-tower); these builders are their text decoders.
+tower); these builders are their text decoders, which ``FullModelHFCheckpointer`` with
+``model_type: GEMMA3`` loads from those checkpoints (see ``docs/gemma.md``).
 """
 
 from typing import List

@@ -2,7 +2,9 @@
 
 One table, ``_FAMILIES``, maps each ``ModelType`` to a ``_Family``: two functions that convert a
 (partial) state dict given the model's ``config.json``, and whether its LoRA tensors map one-to-one
-onto Hugging Face modules (so PEFT can load them). A new family plugs in by adding a row.
+onto Hugging Face modules (so PEFT can load them). A family whose decoder is also published inside
+a bigger model (Gemma 3's image-text checkpoints) says how to take the decoder out (``Unwrap``).
+A new family plugs in by adding a row.
 """
 
 import re
@@ -13,13 +15,39 @@ import torch
 
 from torchtune.models.convert_weights import hf_to_tune, tune_to_hf
 from torchtune.models.gemma2._convert_weights import gemma2_hf_to_tune, gemma2_tune_to_hf
-from torchtune.models.gemma3._convert_weights import gemma3_hf_to_tune, gemma3_tune_to_hf
+from torchtune.models.gemma3._convert_weights import (
+    gemma3_decoder_key,
+    gemma3_hf_to_tune,
+    gemma3_text_config,
+    gemma3_tune_to_hf,
+    is_gemma3_image_text,
+)
 from torchtune.models.phi3._convert_weights import phi3_hf_to_tune, phi3_tune_to_hf
 from torchtune.models.qwen2._convert_weights import qwen2_hf_to_tune, qwen2_tune_to_hf
 from torchtune.training.checkpointing._model_type import ModelType
 
 StateDict = Dict[str, torch.Tensor]
 Converter = Callable[[StateDict, Dict[str, Any]], StateDict]
+
+
+@dataclass(frozen=True)
+class Unwrap:
+    """How to read the text decoder out of a checkpoint of a bigger model that contains it.
+
+    Args:
+        config (Dict[str, Any]): the decoder's own ``config.json`` (that of its ``*ForCausalLM``):
+            conversion reads it, and saving writes it, since what is saved is the decoder alone.
+        decoder_key (Callable[[str], Optional[str]]): a key of the checkpoint -> the decoder's
+            ``*ForCausalLM`` key; None for the parts that are not the decoder (left out on load);
+            raises ``KeyError`` for a key that belongs to neither.
+        left_out (str): what the left-out keys are, for the log line.
+        source (str): what the checkpoint is, for the log line.
+    """
+
+    config: Dict[str, Any]
+    decoder_key: Callable[[str], Optional[str]]
+    left_out: str
+    source: str
 
 
 @dataclass(frozen=True)
@@ -33,6 +61,9 @@ class _Family:
     # (our module path, config) -> Hugging Face module path, or None where it has no twin (a part of a
     # fused projection). Families without it use the Llama module names (_PEFT_MODULES).
     hf_module: Optional[Callable[[str, Dict[str, Any]], Optional[str]]] = None
+    # config.json -> how to take the decoder out of a checkpoint that wraps it, or None where the
+    # checkpoint is the decoder's own layout.
+    unwrap: Optional[Callable[[Dict[str, Any]], Optional[Unwrap]]] = None
 
 
 def head_dims(config: Dict[str, Any]) -> Dict[str, int]:
@@ -148,6 +179,15 @@ def _gemma3_from_tune(sd: StateDict, config: Dict[str, Any]) -> StateDict:
     return gemma3_tune_to_hf(sd)
 
 
+def _gemma3_unwrap(config: Dict[str, Any]) -> Optional[Unwrap]:
+    # 4B-27B: Gemma3ForConditionalGeneration; the text decoder is what the gemma3 builders build.
+    if not is_gemma3_image_text(config):
+        return None
+    return Unwrap(gemma3_text_config(config), gemma3_decoder_key,
+                  left_out="the vision tower and multi-modal projector (vision_tower.*, multi_modal_projector.*)",
+                  source="Gemma3ForConditionalGeneration (image-text)")
+
+
 _LLAMA = _Family(_llama_to_tune, _llama_from_tune)
 _QWEN2 = _Family(_qwen2_to_tune, _qwen2_from_tune)
 _PHI3 = _Family(
@@ -162,7 +202,7 @@ _FAMILIES: Dict[ModelType, _Family] = {
     ModelType.MISTRAL: _LLAMA,
     ModelType.GEMMA: _LLAMA,  # Llama's keys and q/k permutation, with head_dim from config.json
     ModelType.GEMMA2: _Family(_gemma2_to_tune, _gemma2_from_tune),
-    ModelType.GEMMA3: _Family(_gemma3_to_tune, _gemma3_from_tune),
+    ModelType.GEMMA3: _Family(_gemma3_to_tune, _gemma3_from_tune, unwrap=_gemma3_unwrap),
     ModelType.QWEN2: _QWEN2,
     ModelType.QWEN3: _QWEN2,  # Qwen2's keys plus the per-head q/k norms, same RoPE layout
     ModelType.PHI3_MINI: _PHI3,

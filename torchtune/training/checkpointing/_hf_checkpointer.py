@@ -4,7 +4,7 @@ import json
 import re
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import torch
 
@@ -94,6 +94,13 @@ class FullModelHFCheckpointer(_Checkpointer):
     ``model.load_state_dict`` into a decoder built with another window logs a warning naming the key
     (see :func:`torchtune.modules.build_decoder`).
 
+    A checkpoint that wraps the family's text decoder in a bigger model (for ``GEMMA3``, the
+    ``Gemma3ForConditionalGeneration`` image-text checkpoints of Gemma 3 4B, 12B and 27B) loads
+    as that decoder: the dimensions come from config.json's ``text_config``, the decoder's keys
+    are renamed, and the vision tower and projector are left out (logged at info level). What is
+    saved is then the text decoder alone, a ``Gemma3ForCausalLM`` folder whose config.json is
+    derived from ``text_config``.
+
     Saving writes ``output_dir/epoch_{N}/`` that ``transformers`` ``from_pretrained`` loads as is:
     ``model-0000k-of-0000n.safetensors`` (same split as the input) with
     ``model.safetensors.index.json``, plus ``config.json``, ``generation_config.json`` and tokenizer
@@ -153,6 +160,13 @@ class FullModelHFCheckpointer(_Checkpointer):
             self._config: Dict[str, Any] = json.loads(config_path.read_text())
         except json.JSONDecodeError as e:
             raise ValueError(f"{config_path} is not valid JSON: {e}") from None
+        try:
+            self._unwrap = None if self._family.unwrap is None else self._family.unwrap(self._config)
+        except ValueError as e:
+            raise CheckpointError(f"{config_path}: {e}") from None
+        if self._unwrap is not None:
+            # The model built, trained and saved is the wrapped decoder: its config is the one read and written.
+            self._config = self._unwrap.config
         # HF key -> shard number of the input, so saves keep the same split.
         self._shard_of: Dict[str, int] = {}
         self._num_shards = 1
@@ -174,14 +188,29 @@ class FullModelHFCheckpointer(_Checkpointer):
                 ) from None
         return out
 
+    def _decoder_part(self, sd: StateDict, path: Path) -> Tuple[StateDict, int]:
+        """The wrapped decoder's tensors of one file, under its own keys; and how many were left out."""
+        out: StateDict = {}
+        for key, value in sd.items():
+            try:
+                new_key = self._unwrap.decoder_key(key)
+            except KeyError as e:
+                raise CheckpointError(f"{path}: {e.args[0]} (model_type {self._model_type.name})") from None
+            if new_key is not None:
+                out[new_key] = value
+        return out, len(sd) - len(out)
+
     def _load_model(self, epoch_dir: Optional[Path]) -> StateDict:
         if epoch_dir is not None:
             index = next(n for n in _INDEX.values() if (epoch_dir / n).is_file())
             paths, weight_map = resolve_hf_files([index], epoch_dir)
         else:
             paths, weight_map = resolve_hf_files(self._checkpoint_files, self._checkpoint_dir)
+        # Our own saves (epoch folders) hold the decoder alone already.
+        unwrap = self._unwrap if epoch_dir is None else None
         merged: StateDict = {}
         owners: Dict[str, Path] = {}
+        left_out = 0
         self._shard_of, self._num_shards = {}, len(paths)
         for shard, path in enumerate(paths):
             sd = load_any(path)
@@ -189,12 +218,18 @@ class FullModelHFCheckpointer(_Checkpointer):
                 absent = [k for k, f in weight_map.items() if Path(f).name == path.name and k not in sd]
                 if absent:
                     raise ValueError(f"{path} is missing key {absent[0]!r} that the index lists for it")
+            if unwrap is not None:
+                sd, dropped = self._decoder_part(sd, path)
+                left_out += dropped
             self._shard_of.update(dict.fromkeys(sd, shard))
             _merge(merged, self._convert_file(sd, path), path, owners)
         if self._config.get("tie_word_embeddings") and "output.weight" in merged:
             # Tied models have no separate output projection to load into.
             del merged["output.weight"]
         log.info(f"Loaded {len(merged)} tensors from {len(paths)} file(s) in {paths[0].parent}")
+        if unwrap is not None:
+            log.info(f"{paths[0].parent} is a {unwrap.source} checkpoint: loaded its text decoder and left out "
+                     f"{left_out} tensors of {unwrap.left_out}; checkpoints saved from it are the text decoder only")
         # Attribute set on an OrderedDict: the same place torch keeps module versions.
         loaded = OrderedDict(merged)
         loaded._metadata = OrderedDict({"": {CHECKPOINT_WINDOW_KEY: declared_layer_windows(self._config)}})
@@ -221,7 +256,13 @@ class FullModelHFCheckpointer(_Checkpointer):
         total = sum(t.numel() * t.element_size() for t in hf_sd.values())
         index = folder / _INDEX[self._safe]
         save_json({"metadata": {"total_size": total}, "weight_map": weight_map}, index)
-        return written + [index] + self._copy_companions(_COMPANIONS, folder)
+        if self._unwrap is None:
+            return written + [index] + self._copy_companions(_COMPANIONS, folder)
+        # The decoder alone: its own config.json, not the wrapping model's.
+        config = folder / "config.json"
+        save_json(self._config, config)
+        return written + [index, config] + self._copy_companions(
+            tuple(n for n in _COMPANIONS if n != "config.json"), folder)
 
     def _write_adapter(self, adapter: StateDict, adapter_config: Optional[Dict[str, Any]], folder: Path) -> List[Path]:
         written = super()._write_adapter(adapter, adapter_config, folder)
@@ -249,4 +290,9 @@ class FullModelHFCheckpointer(_Checkpointer):
                                           module_path=path_of)
         save_safetensors(adapter_to_peft(adapter, self._family, self._config), weights)
         save_json(peft_config, config)
+        if self._unwrap is not None:
+            # Named by base_model_name_or_path, the image-text folder itself is not the model to apply it to.
+            log.info(f"The PEFT adapter is for the text decoder ({self._config['architectures'][0]}) of the "
+                     f"{self._unwrap.source} checkpoint {self._checkpoint_dir}; apply it to that decoder "
+                     "(docs/gemma.md shows how to save it)")
         return written + [weights, config]

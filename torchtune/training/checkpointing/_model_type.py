@@ -21,7 +21,9 @@ class ModelType(Enum):
         PHI4: Phi-4 (the Phi-3 layout, with grouped-query attention).
         GEMMA2: Gemma 2 (post-attention and pre/post feed-forward norms, tied embeddings).
         GEMMA3: Gemma 3 text decoder (``Gemma3ForCausalLM``: Gemma 2's norms plus per-head q/k
-            norms; q/k rows kept in the HF rotate-half layout).
+            norms; q/k rows kept in the HF rotate-half layout). Also reads the text decoder of the
+            4B-27B ``Gemma3ForConditionalGeneration`` image-text checkpoints (vision tower left
+            out) and saves it as a ``Gemma3ForCausalLM``.
         LLAMA3_VISION: Llama 3.2 Vision (no Hugging Face conversion yet).
         REWARD: Llama-style reward and classifier models (``LlamaForSequenceClassification``,
             ``MistralForSequenceClassification``): their ``score`` head is our ``output``.

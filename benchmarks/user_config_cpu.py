@@ -51,7 +51,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
@@ -177,22 +177,24 @@ def _tune() -> str:
     return str(beside) if beside.exists() else (shutil.which("tune") or "tune")
 
 
-def _run(cmd: List[str], log: Path) -> Tuple[float, float]:
-    """Run ``cmd`` in the caller's environment; (wall seconds, peak RSS MiB of that process)."""
+def _run(cmd: List[str], log: Path, env: Optional[Dict[str, str]] = None) -> Tuple[float, float]:
+    """Run ``cmd`` in the caller's environment (plus ``env``); (wall seconds, peak RSS MiB of that process)."""
     t0 = time.perf_counter()
     with open(log, "w") as f:
-        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=HERE.parent)
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=HERE.parent,
+                                env=dict(os.environ, **(env or {})))
         _, status, usage = os.wait4(proc.pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed; see {log}:\n{log.read_text()[-3000:]}")
     return time.perf_counter() - t0, usage.ru_maxrss / 1024
 
 
-def run_ours(run_dir: Path, method: str, args: List[str], tokens: List[int]) -> Dict:
+def run_ours(run_dir: Path, method: str, args: List[str], tokens: List[int],
+             env: Optional[Dict[str, str]] = None) -> Dict:
     import re
 
     cmd = [_tune(), "run", RECIPES[method], "--config", str(UPSTREAM / CONFIGS[method]), *args]
-    wall, rss = _run(cmd, run_dir / "ours.log")
+    wall, rss = _run(cmd, run_dir / "ours.log", env)
     losses, tps = {}, {}
     for path in sorted((run_dir / "out" / "logs").glob("*.txt")):
         for line in path.read_text().splitlines():

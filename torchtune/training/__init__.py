@@ -8,7 +8,7 @@ from torchtune.training._activation_offloading import (
     NoOpManager,
     OffloadActivations,
 )
-from torchtune.training._compile import compile_loss, compile_model
+from torchtune.training._compile import compile_enabled, compile_loss, compile_model
 from torchtune.training._distributed import (
     broadcast_object,
     get_distributed_backend,
@@ -185,6 +185,7 @@ __all__ = [
     "broadcast_object",
     "check_loss_finite",
     "cleanup_before_training",
+    "compile_enabled",
     "compile_loss",
     "compile_model",
     "count_trained_tokens",

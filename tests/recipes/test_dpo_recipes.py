@@ -3,8 +3,10 @@
 - lora_dpo_single_device (in-process, the shipped tiny config): DPO raises the reward margin and accuracy;
   resuming from its mid-epoch save continues the metrics exactly; its merged output loads in transformers
   and its adapter in peft, both equal to our model with the trained adapter;
-- lora_dpo_distributed through the real ``tune run --nproc_per_node 2`` (gloo): step for step the same
-  losses and rewards as the single-device run on the same global batches, also after a mid-epoch resume;
+- lora_dpo_distributed on 2 ranks (gloo; the run and its resume share one ``tune run --nproc_per_node 2``
+  launch, tests/recipes/_inprocess.py): step for step the same losses and rewards as the single-device run
+  on the same global batches (to float rounding); resumed from a mid-epoch save, the uninterrupted 2-rank
+  run's, bit for bit;
 - full_dpo_distributed (in-process, one-rank gloo group): the margin rises, resuming from its mid-run
   save continues the metrics exactly, and the output loads in transformers.
 """
@@ -19,7 +21,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from tests.recipes.utils import RECIPE_MODEL, make_assets, run_tune
+from tests.recipes._inprocess import run_on_two_ranks
+from tests.recipes.utils import RECIPE_MODEL, make_assets
 from torchtune._recipe_registry import CONFIGS_DIR
 from torchtune.rlhf._demo import make_preference_data
 
@@ -128,33 +131,41 @@ def test_outputs_load_in_transformers_and_peft(assets, single_run):
         torch.testing.assert_close(peft_model(tokens).logits, expected, atol=1e-5, rtol=1e-5)
 
 
-def test_lora_dpo_distributed_equals_single_device_step_for_step(assets, single_run, tmp_path):
+@pytest.fixture(scope="module")
+def two_rank_runs(assets, tmp_path_factory):
+    """2 ranks on the single-device run's global batches (2 pairs per rank), saved at step 3, then resumed
+    from that save in a fresh folder: both in one launch. Returns (run folder, resumed folder)."""
+    root = tmp_path_factory.mktemp("dpo_two_ranks")
+    run, resumed = root / "run", root / "resumed"
+    recipe = ["lora_dpo_distributed", "demo/tiny_llama_lora_dpo"]
+    run_on_two_ranks([
+        [*recipe, [*_overrides(assets, run), "batch_size=2", "save_every_n_steps=3"]],
+        {"copy": [str(run / "step_3"), str(resumed / "step_3")]},
+        {"copy": [str(run / "recipe_state"), str(resumed / "recipe_state")]},
+        [*recipe, [*_overrides(assets, resumed), "batch_size=2", "save_every_n_steps=3",
+                   "resume_from_checkpoint=True"]],
+    ], root)
+    return run, resumed
+
+
+def test_lora_dpo_distributed_equals_single_device_step_for_step(single_run, two_rank_runs):
     _, single = single_run
-    run_tune(["run", "--nproc_per_node", "2", "lora_dpo_distributed", "--config", "demo/tiny_llama_lora_dpo",
-              *_overrides(assets, tmp_path), "batch_size=2"], cwd=tmp_path)
-    dist = _read_metrics(tmp_path / "logs")
+    dist = _read_metrics(two_rank_runs[0] / "logs")
     assert list(dist) == list(single)
     for step in dist:
         for key in ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies"):
             assert dist[step][key] == pytest.approx(single[step][key], abs=2e-5), (step, key)
 
 
-def test_lora_dpo_distributed_resumes_mid_epoch_exactly(assets, single_run, tmp_path):
-    # 2 ranks on the single-device run's global batches, saved at step 3 and resumed from there.
-    _, single = single_run
-    run, resumed_dir = tmp_path / "run", tmp_path / "resumed"
-    args = ["run", "--nproc_per_node", "2", "lora_dpo_distributed", "--config", "demo/tiny_llama_lora_dpo",
-            "batch_size=2", "save_every_n_steps=3"]
-    run_tune([*args, *_overrides(assets, run)], cwd=tmp_path)
-    resumed_dir.mkdir()
-    shutil.copytree(run / "step_3", resumed_dir / "step_3")
-    shutil.copytree(run / "recipe_state", resumed_dir / "recipe_state")
-    run_tune([*args, *_overrides(assets, resumed_dir), "resume_from_checkpoint=True"], cwd=tmp_path)
-    resumed = _read_metrics(resumed_dir / "logs")
+def test_lora_dpo_distributed_resumes_mid_epoch_exactly(two_rank_runs):
+    # Against the uninterrupted 2-rank run, bit for bit (the single-device run differs by float rounding).
+    run_dir, resumed_dir = two_rank_runs
+    assert torch.load(resumed_dir / "recipe_state" / "recipe_state.pt", weights_only=True)["steps_run"] == 3
+    resumed, uninterrupted = _read_metrics(resumed_dir / "logs"), _read_metrics(run_dir / "logs")
     assert list(resumed) == list(range(4, STEPS + 1))
+    keys = ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies")
     for step, values in resumed.items():
-        for key in ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies"):
-            assert values[key] == pytest.approx(single[step][key], abs=2e-5), (step, key)
+        assert [values[k] for k in keys] == [uninterrupted[step][k] for k in keys], step
 
 
 def _run_full_dpo(assets, out: Path, *extra: str) -> Dict[int, Dict[str, float]]:

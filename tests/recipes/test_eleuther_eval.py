@@ -1,6 +1,6 @@
-"""The eleuther_eval recipe: built-in perplexity and exact match through the real `tune` CLI, the
-lm_eval request methods, and the lm_eval glue; all checked against `transformers` on the same
-tiny checkpoint."""
+"""The eleuther_eval recipe: built-in perplexity and exact match (its ``recipe_main`` in this process, as
+``tune run`` calls it), the lm_eval request methods, and the lm_eval glue; all checked against
+`transformers` on the same tiny checkpoint."""
 
 import json
 import math
@@ -11,7 +11,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from tests.recipes.utils import make_assets, model_overrides, RECIPE_MODEL, run_tune
+from tests.recipes._inprocess import captured_log, run_recipe
+from tests.recipes.utils import make_assets, model_overrides, RECIPE_MODEL
 from torchtune.models.llama2 import llama2, llama2_tokenizer
 from torchtune.training import FullModelHFCheckpointer
 
@@ -74,19 +75,19 @@ def test_builtin_perplexity_and_exact_match_match_transformers(assets, hf, token
     (tmp_path / "docs.txt").write_text("\n".join(DOCS) + "\n\n")
     (tmp_path / "qa.json").write_text(json.dumps(records))
 
-    proc = run_tune(["run", "eleuther_eval", "--config", "eleuther_evaluation", f"output_dir={tmp_path}",
-                     *model_overrides("torchtune.models.llama2.llama2"),
-                     f"checkpointer.checkpoint_dir={assets['ckpt']}",
-                     "checkpointer.checkpoint_files=[model.safetensors.index.json]",
-                     f"tokenizer.path={assets['ckpt'] / 'tokenizer.model'}", "device=cpu", "dtype=fp32", "tasks=[]",
-                     f"max_seq_length={WINDOW}", "batch_size=2", f"perplexity.data_files={tmp_path / 'docs.txt'}",
-                     f"exact_match.data_files={tmp_path / 'qa.json'}", "exact_match.input_column=question",
-                     "exact_match.target_column=answer", f"exact_match.max_new_tokens={MAX_NEW}"], cwd=tmp_path)
+    with captured_log() as log:
+        run_recipe("eleuther_eval", "eleuther_evaluation", [
+            f"output_dir={tmp_path}", *model_overrides("torchtune.models.llama2.llama2"),
+            f"checkpointer.checkpoint_dir={assets['ckpt']}", "checkpointer.checkpoint_files=[model.safetensors.index.json]",
+            f"tokenizer.path={assets['ckpt'] / 'tokenizer.model'}", "device=cpu", "dtype=fp32", "tasks=[]",
+            f"max_seq_length={WINDOW}", "batch_size=2", f"perplexity.data_files={tmp_path / 'docs.txt'}",
+            f"exact_match.data_files={tmp_path / 'qa.json'}", "exact_match.input_column=question",
+            "exact_match.target_column=answer", f"exact_match.max_new_tokens={MAX_NEW}"], cwd=tmp_path)
     results = json.loads((tmp_path / "eval_results.json").read_text())
     assert results["perplexity"]["tokens"] == count and results["perplexity"]["documents"] == len(DOCS)
     assert results["perplexity"]["perplexity"] == pytest.approx(math.exp(nll / count), rel=1e-4)
     assert results["exact_match"] == {"exact_match": 0.5, "correct": 2, "records": 4}
-    assert "perplexity: {" in proc.stdout + proc.stderr
+    assert "perplexity: {" in log.getvalue()
 
 
 @pytest.fixture(scope="module")

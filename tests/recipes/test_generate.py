@@ -1,11 +1,13 @@
-"""End-to-end runs of the generate recipe through the real `tune` CLI on a tiny Llama, checked
-against `transformers` greedy generation on the same checkpoint."""
+"""End-to-end runs of the generate recipe on a tiny Llama (its ``recipe_main`` in this process, as ``tune
+run`` calls it; test_quantize.py runs it through the real CLI), checked against `transformers` greedy
+generation on the same checkpoint."""
 
 import pytest
 import torch
 from omegaconf import OmegaConf
 
-from tests.recipes.utils import make_assets, model_overrides, run_tune
+from tests.recipes._inprocess import captured_log, run_recipe
+from tests.recipes.utils import make_assets, model_overrides
 from torchtune.data import Message
 from torchtune.models.llama2 import llama2_tokenizer
 
@@ -42,9 +44,11 @@ def hf_greedy_text(assets, prompt_tokens, n=N_NEW):
 
 
 def test_greedy_chat_prompt_matches_transformers_and_reports_speed(assets, tmp_path):
-    proc = run_tune(generate_args(assets, tmp_path, "temperature=0", "prompt.system=Be brief.",
-                                  "prompt.user=Where does the cat sleep?"), cwd=tmp_path)
-    log = proc.stdout + proc.stderr
+    args = generate_args(assets, tmp_path, "temperature=0", "prompt.system=Be brief.",
+                         "prompt.user=Where does the cat sleep?")
+    with captured_log() as captured:
+        run_recipe("generate", "generation", args[4:], cwd=tmp_path)
+    log = captured.getvalue()
     tokenizer = llama2_tokenizer(str(assets["ckpt"] / "tokenizer.model"))
     prompt, _ = tokenizer.tokenize_messages(
         [Message(role="system", content="Be brief."), Message(role="user", content="Where does the cat sleep?"),

@@ -43,8 +43,8 @@ def test_lora_grpo_on_two_ranks_resumes_exactly(assets, tmp_path):
     # The run; a copy of its final output; its resume in the same folder (the recipe state is the
     # step-2 save's: the final epoch save does not write one), logging to a folder of its own.
     run_on_two_ranks([_run(assets, out), {"copy": [str(out / "epoch_0"), str(first)]},
-                      _run(assets, out, "resume_from_checkpoint=True", f"metric_logger.log_dir={out / 'logs_resumed'}")],
-                     tmp_path)
+                      _run(assets, out, "resume_from_checkpoint=True",
+                           f"metric_logger.log_dir={out / 'logs_resumed'}")], tmp_path)
     full = _rewards(out / "logs")
     assert len(full) == 3, full
     assert (out / "step_2" / "adapter" / "adapter_config.json").is_file()

@@ -2,11 +2,11 @@
 signal arrived in, exit status 143, and a resumed run that continues the uninterrupted loss sequence
 bit for bit.
 
-The single-device reference and resume run in this process (the recipe class, not the CLI, is what
-they exercise); the signalled runs are real `tune run` subprocesses, and on 2 ranks the resume and
-the uninterrupted reference are too (an uninterrupted 2-rank run is the reference there: one rank of
-batch 4 sums the same tokens as two of batch 2 in another order, equal only to float rounding, as
-tests/recipes/test_lora_finetune_distributed.py checks). The learning rate is constant (no
+The signalled runs are real `tune run` subprocesses. The single-device reference and resume run in
+this process (the recipe class, not the CLI, is what they exercise); the 2-rank resume and its
+reference, an uninterrupted 2-rank run, share one launch. (One rank of batch 4 is no reference for
+two of batch 2: it sums the same tokens in another order, equal only to float rounding, as
+tests/recipes/test_lora_finetune_distributed.py checks.) The learning rate is constant (no
 scheduler), so the losses of the first steps do not depend on how many steps a run is configured
 for: the signalled runs are configured long, and stopped early. LoRA dropout is on and sequences are
 not cut to one length, so each rank's generator draws masks of its own batch shapes: a resume is
@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.recipes._inprocess import run_on_two_ranks
 from tests.recipes.utils import common_overrides, make_assets, model_overrides, read_losses, write_alpaca_json
 from torchtune import training
 
@@ -72,12 +73,6 @@ def _env():
     # The subprocess imports this checkout even where the installed package points elsewhere.
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     return dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", PYTHONPATH=path)
-
-
-def _tune(args, out: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "torchtune._cli.tune", *args], cwd=out, env=_env(),
-                          capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def _last_logged_step(log_dir: Path) -> int:
@@ -193,9 +188,11 @@ def test_sigterm_two_ranks_agree_on_the_step_and_resume_continues_the_losses(ass
     assert command.startswith("tune run --nproc_per_node 2 lora_finetune_distributed"), command
     state = torch.load(run / "recipe_state" / "recipe_state.pt", weights_only=True)
     assert not torch.equal(*state[training.RANK_RNG_KEY])  # the ranks' generators have parted
-    _tune([*dist, *_overrides(assets, run, lce, "batch_size=2", f"max_steps_per_epoch={step + TAIL}",
-                              "resume_from_checkpoint=True")], run)
-    _tune([*dist, *_overrides(assets, reference, lce, "batch_size=2", f"max_steps_per_epoch={step + TAIL}")],
-          reference)
+    # The resume, then the uninterrupted reference, in one launch (tests/recipes/_inprocess.py).
+    short = ["batch_size=2", f"max_steps_per_epoch={step + TAIL}"]
+    run_on_two_ranks([("lora_finetune_distributed", "llama2/7B_lora",
+                       _overrides(assets, run, lce, *short, "resume_from_checkpoint=True")),
+                      ("lora_finetune_distributed", "llama2/7B_lora", _overrides(assets, reference, lce, *short))],
+                     tmp_path)
     losses, expected = read_losses(run / "logs"), read_losses(reference / "logs")
     assert len(losses) == step + TAIL and losses == expected, (losses, expected)  # exact, step for step

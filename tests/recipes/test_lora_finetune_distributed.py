@@ -1,5 +1,5 @@
 """lora_finetune_distributed through the real `tune run --nproc_per_node 2` (gloo, CPU) on a tiny Llama,
-against lora_finetune_single_device on the same global batches.
+against lora_finetune_single_device (in this process) on the same global batches.
 
 Both recipes draw fresh adapters with training.get_initial_adapter_state_dict from the same seeded
 generator, so a fresh 2-rank run and a fresh single-device run with the same global batch match
@@ -17,6 +17,7 @@ import time
 import pytest
 import torch
 
+from tests.recipes._inprocess import run_recipe
 from tests.recipes.utils import RECIPE_MODEL, common_overrides, make_assets, model_overrides, read_losses, run_tune
 
 pytestmark = pytest.mark.integration
@@ -56,8 +57,8 @@ def test_fresh_run_lowers_the_loss(dist_run):
 def test_single_device_recipe_on_the_same_global_batch_matches_it_step_for_step(assets, dist_run, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    run_tune(["run", "lora_finetune_single_device", "--config", "llama2/7B_lora_single_device",
-              *_args(assets, tmp_path, "batch_size=4")], cwd=tmp_path)
+    run_recipe("lora_finetune_single_device", "llama2/7B_lora_single_device", _args(assets, tmp_path, "batch_size=4"),
+               cwd=tmp_path)
     torch.testing.assert_close(read_losses(tmp_path / "logs"), read_losses(dist_run / "logs"), atol=1e-4, rtol=0)
 
     # The merged output loads in transformers and equals the single-device result; so do the adapters.

@@ -80,7 +80,7 @@ class FullFinetuneRecipeDistributed:
             training.load_from_full_optimizer_state(
                 self._model, self._optimizer, checkpoint.get(training.OPT_KEY, {}), self._device
             )
-        self._loss_fn = training.prepare_loss(loss_fn, self._model, compile=self._compile, fuse_output=True)
+        self._loss_fn = training.prepare_loss(loss_fn, self._model, compile=self._compile)
 
         self._data = training.setup_sft_data(cfg, self._tokenizer, ignore_index=self._loss_fn.ignore_index,
                                              seed=self._state.seed, num_replicas=self._world_size, rank=self._rank)

@@ -76,7 +76,7 @@ class LoRAFinetuneRecipeDistributed:
         self._model = self._setup_model(cfg, checkpoint.get(training.MODEL_KEY, {}), adapter,
                                         shard_output=isinstance(loss_fn, SFTLoss))
         self._tokenizer = config.instantiate(cfg.tokenizer)
-        self._loss_fn = training.prepare_loss(loss_fn, self._model, compile=self._compile, fuse_output=True)
+        self._loss_fn = training.prepare_loss(loss_fn, self._model, compile=self._compile)
         self._optimizer = config.instantiate(cfg.optimizer, [p for p in self._model.parameters() if p.requires_grad])
         if resume is not None:
             training.load_from_full_optimizer_state(

@@ -48,6 +48,7 @@ from torchtune.training._profiler import (
 from torchtune.training._padding_free import remove_padding, supports_padding_free
 from torchtune.training._recipe_components import (
     clip_gradients,
+    fuse_chunked_output_loss,
     log_model_info,
     optimizer_step,
     prepare_loss,
@@ -250,6 +251,7 @@ __all__ = [
     "lora_checkpoint_state",
     "optimizer_step",
     "prepare_loss",
+    "fuse_chunked_output_loss",
     "remove_padding",
     "supports_padding_free",
     "setup_lr_scheduler",

@@ -60,6 +60,29 @@ def log_model_info(model: torch.nn.Module, device: torch.device, dtype: torch.dt
         log_memory_stats(get_memory_stats(device=device))
 
 
+def fuse_chunked_output_loss(loss_fn: torch.nn.Module) -> torch.nn.Module:
+    """``LinearCrossEntropyLoss(chunk_size=256)`` in place of a ``CEWithChunkedOutputLoss``.
+
+    The same fp32 token cross-entropy (same ``ignore_index`` and reduction), with the output
+    projection fused into the loss and run on trained positions only; any other loss (including
+    subclasses of ``CEWithChunkedOutputLoss``) is returned as it is. The single-device SFT recipes
+    use it (through ``prepare_loss``); the FSDP recipes keep the chunked loss, whose projection
+    runs inside the model's forward, where the sharded (possibly tied) output weight is gathered.
+
+    Args:
+        loss_fn (torch.nn.Module): the instantiated loss.
+
+    Returns:
+        torch.nn.Module: the loss to use.
+    """
+    if type(loss_fn) is not CEWithChunkedOutputLoss:
+        return loss_fn
+    log.info(f"loss: CEWithChunkedOutputLoss runs as LinearCrossEntropyLoss(chunk_size={FUSED_LOSS_CHUNK_SIZE}), "
+             "the same cross-entropy with the output projection fused into it, on trained tokens only")
+    return LinearCrossEntropyLoss(num_output_chunks=loss_fn.num_output_chunks, ignore_index=loss_fn.ignore_index,
+                                  reduction=loss_fn.reduction, chunk_size=FUSED_LOSS_CHUNK_SIZE)
+
+
 def prepare_loss(loss_fn: torch.nn.Module, model: torch.nn.Module, *, compile: bool = False,
                  fuse_output: bool = False) -> torch.nn.Module:
     """Connect a loss to the model it trains (and compile it on request).
@@ -67,9 +90,9 @@ def prepare_loss(loss_fn: torch.nn.Module, model: torch.nn.Module, *, compile: b
     An ``SFTLoss`` applies the model's output projection itself (so the model returns hidden
     states); a ``CEWithChunkedOutputLoss`` needs the model to return its logits in chunks. With
     ``fuse_output``, a ``CEWithChunkedOutputLoss`` (the loss most configs name) is replaced by
-    ``LinearCrossEntropyLoss(chunk_size=256)`` with its ``ignore_index`` and reduction: the same
-    fp32 token cross-entropy, but the output projection runs only on trained positions, fused
-    with the loss, and no logits chunk is kept for backward.
+    ``LinearCrossEntropyLoss(chunk_size=256)`` with its ``ignore_index`` and reduction
+    (``fuse_chunked_output_loss``): the same fp32 token cross-entropy, but the output projection
+    runs only on trained positions, fused with the loss, and no logits chunk is kept for backward.
 
     Args:
         loss_fn (torch.nn.Module): the instantiated loss.
@@ -81,12 +104,8 @@ def prepare_loss(loss_fn: torch.nn.Module, model: torch.nn.Module, *, compile: b
     Returns:
         torch.nn.Module: the loss to call (compiled when asked).
     """
-    if (fuse_output and type(loss_fn) is CEWithChunkedOutputLoss and hasattr(model, "output")
-            and hasattr(model, "skip_output_layer")):
-        loss_fn = LinearCrossEntropyLoss(num_output_chunks=loss_fn.num_output_chunks, ignore_index=loss_fn.ignore_index,
-                                         reduction=loss_fn.reduction, chunk_size=FUSED_LOSS_CHUNK_SIZE)
-        log.info(f"loss: CEWithChunkedOutputLoss runs as LinearCrossEntropyLoss(chunk_size={FUSED_LOSS_CHUNK_SIZE}), "
-                 "the same cross-entropy with the output projection fused into it, on trained tokens only")
+    if fuse_output and hasattr(model, "output") and hasattr(model, "skip_output_layer"):
+        loss_fn = fuse_chunked_output_loss(loss_fn)
     if compile:
         loss_fn = compile_loss(loss_fn)
     if isinstance(loss_fn, SFTLoss):

@@ -13,7 +13,6 @@ from torchtune.modules.peft._utils import (
 )
 from torchtune.modules.peft.dora import DoRALinear
 from torchtune.modules.peft.lora import LoRALinear
-from torchtune.modules.peft.qat_lora import QATLoRALinear
 
 __all__ = [
     "AdapterModule",
@@ -32,3 +31,13 @@ __all__ = [
     "set_trainable_params",
     "validate_missing_and_unexpected_for_lora",
 ]
+
+
+def __getattr__(name: str):
+    # QATLoRALinear needs torchao.quantization.qat, whose import (about 2 s: it pulls in torch._dynamo)
+    # every LoRA run would pay; it is loaded on first use, like torchtune.training's quantizers.
+    if name == "QATLoRALinear":
+        from torchtune.modules.peft.qat_lora import QATLoRALinear
+
+        return QATLoRALinear
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -51,6 +51,7 @@ class FullFinetuneRecipeDistributed:
                 "and optimizer state across ranks; set optimizer_in_bwd=False"
             )
         self._device = utils.get_device(cfg.device)
+        self._compile = training.compile_enabled(cfg.get("compile", False), self._device)
         self._dtype = training.get_dtype(cfg.dtype, device=self._device)
         self._world_size, self._rank = training.get_world_size_and_rank()
         self._is_rank_zero = self._rank == 0
@@ -79,7 +80,7 @@ class FullFinetuneRecipeDistributed:
             training.load_from_full_optimizer_state(
                 self._model, self._optimizer, checkpoint.get(training.OPT_KEY, {}), self._device
             )
-        self._loss_fn = training.prepare_loss(loss_fn, self._model, compile=cfg.get("compile", False))
+        self._loss_fn = training.prepare_loss(loss_fn, self._model, compile=self._compile)
 
         self._data = training.setup_sft_data(cfg, self._tokenizer, ignore_index=self._loss_fn.ignore_index,
                                              seed=self._state.seed, num_replicas=self._world_size, rank=self._rank)
@@ -94,7 +95,7 @@ class FullFinetuneRecipeDistributed:
             model = config.instantiate(cfg.model)
         if cfg.get("enable_activation_checkpointing", False):
             training.set_activation_checkpointing(model, auto_wrap_policy={modules.TransformerSelfAttentionLayer})
-        if cfg.get("compile", False):
+        if self._compile:
             training.compile_model(model)
         training.shard_from_config(cfg, model, self._device, self._world_size, shard_output=shard_output)
         training.load_from_full_model_state_dict(

@@ -38,6 +38,7 @@ class FullFinetuneRecipeSingleDevice:
 
     def __init__(self, cfg: DictConfig) -> None:
         self._device = utils.get_device(cfg.device)
+        self._compile = training.compile_enabled(cfg.get("compile", False), self._device)
         self._dtype = training.get_dtype(cfg.dtype, device=self._device)
         self._optimizer_in_bwd = cfg.get("optimizer_in_bwd", False)
         self._resume_from_checkpoint = cfg.get("resume_from_checkpoint", False)
@@ -60,7 +61,7 @@ class FullFinetuneRecipeSingleDevice:
         if cfg.get("enable_activation_checkpointing", False):
             training.set_activation_checkpointing(self._model, auto_wrap_policy={modules.TransformerSelfAttentionLayer})
         training.load_model_state_dict(self._model, checkpoint[training.MODEL_KEY])
-        if cfg.get("compile", False):
+        if self._compile:
             training.compile_model(self._model)
         training.log_model_info(self._model, self._device, self._dtype,
                                 log_memory=cfg.get("log_peak_memory_stats", False))
@@ -68,7 +69,7 @@ class FullFinetuneRecipeSingleDevice:
         self._tokenizer = config.instantiate(cfg.tokenizer)
         self._setup_optimizer(cfg.optimizer, checkpoint.get(training.OPT_KEY) if resume is not None else None)
         loss_fn = config.instantiate(cfg.loss)
-        self._loss_fn = training.prepare_loss(loss_fn, self._model, compile=cfg.get("compile", False))
+        self._loss_fn = training.prepare_loss(loss_fn, self._model, compile=self._compile, fuse_output=True)
 
         self._data = training.setup_sft_data(cfg, self._tokenizer, ignore_index=self._loss_fn.ignore_index,
                                              seed=self._state.seed)

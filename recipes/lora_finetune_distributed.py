@@ -50,6 +50,7 @@ class LoRAFinetuneRecipeDistributed:
         self._world_size, self._rank = training.get_world_size_and_rank()
         self._is_rank_zero = self._rank == 0
         self._device = utils.get_device(cfg.device)
+        self._compile = training.compile_enabled(cfg.get("compile", False), self._device)
         self._dtype = training.get_dtype(cfg.dtype, device=self._device)
         self._resume_from_checkpoint = cfg.get("resume_from_checkpoint", False)
         self._save_adapter_weights_only = cfg.get("save_adapter_weights_only", False)
@@ -75,7 +76,7 @@ class LoRAFinetuneRecipeDistributed:
         self._model = self._setup_model(cfg, checkpoint.get(training.MODEL_KEY, {}), adapter,
                                         shard_output=isinstance(loss_fn, SFTLoss))
         self._tokenizer = config.instantiate(cfg.tokenizer)
-        self._loss_fn = training.prepare_loss(loss_fn, self._model, compile=cfg.get("compile", False))
+        self._loss_fn = training.prepare_loss(loss_fn, self._model, compile=self._compile)
         self._optimizer = config.instantiate(cfg.optimizer, [p for p in self._model.parameters() if p.requires_grad])
         if resume is not None:
             training.load_from_full_optimizer_state(
@@ -105,7 +106,7 @@ class LoRAFinetuneRecipeDistributed:
         set_trainable_params(model, get_adapter_params(model))  # before sharding: FSDP keeps requires_grad
         if cfg.get("enable_activation_checkpointing", False):
             training.set_activation_checkpointing(model, auto_wrap_policy={modules.TransformerSelfAttentionLayer})
-        if cfg.get("compile", False):
+        if self._compile:
             training.compile_model(model)
         training.shard_from_config(cfg, model, self._device, self._world_size, shard_output=shard_output)
 

@@ -39,6 +39,7 @@ class LoRAFinetuneRecipeSingleDevice:
     def __init__(self, cfg: DictConfig) -> None:
         self._state = training.RecipeState.from_config(cfg)  # seeds the generators
         self._device = utils.get_device(cfg.device)
+        self._compile = training.compile_enabled(cfg.get("compile", False), self._device)
         self._dtype = training.get_dtype(cfg.dtype, device=self._device)
         self._resume_from_checkpoint = cfg.get("resume_from_checkpoint", False)
         self._save_adapter_weights_only = cfg.get("save_adapter_weights_only", False)
@@ -58,7 +59,7 @@ class LoRAFinetuneRecipeSingleDevice:
         self._model = self._setup_model(cfg, checkpoint[training.MODEL_KEY], adapter)
         self._tokenizer = config.instantiate(cfg.tokenizer)
         loss_fn = config.instantiate(cfg.loss)
-        self._loss_fn = training.prepare_loss(loss_fn, self._model, compile=cfg.get("compile", False))
+        self._loss_fn = training.prepare_loss(loss_fn, self._model, compile=self._compile, fuse_output=True)
         self._optimizer = config.instantiate(cfg.optimizer, [p for p in self._model.parameters() if p.requires_grad])
         if resume is not None:
             self._optimizer.load_state_dict(checkpoint[training.OPT_KEY])
@@ -85,7 +86,7 @@ class LoRAFinetuneRecipeSingleDevice:
             base_state_dict=base_state_dict, adapter_state_dict=adapter_state_dict, fresh_adapters=fresh_adapters,
         )
         set_trainable_params(model, get_adapter_params(model))
-        if cfg.get("compile", False):
+        if self._compile:
             training.compile_model(model)
         training.log_model_info(model, self._device, self._dtype, log_memory=cfg.get("log_peak_memory_stats", False))
         return model

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from torchtune.modules._sdpa import scaled_dot_product_attention
-from torchtune.modules.attention_utils import _MaskType
+from torchtune.modules.attention_utils import _MaskType, DocumentMask
 from torchtune.modules.kv_cache import KVCache
 from torchtune.modules.softcapping import softcapped_attention
 
@@ -157,11 +157,16 @@ class MultiHeadAttention(nn.Module):
                 (self-attention), except in a non-causal (cross-)attention decoding with its cache,
                 where None reuses the keys/values cached from the last ``y``.
             mask (Optional[torch.Tensor]): boolean ``[b, s_x, s_kv]`` (True = attend), for packed
-                sequences or decoding with a cache; causal attention is used when None.
+                sequences or decoding with a cache; causal attention is used when None. A
+                :class:`~torchtune.modules.attention_utils.DocumentMask` (padding-free batch,
+                ``b == 1``) makes each document attend on its own.
             input_pos (Optional[torch.Tensor]): positions ``[b, s_x]`` of the tokens, for RoPE.
 
         Returns:
             torch.Tensor: ``[b, s_x, d]``.
+
+        Raises:
+            ValueError: for a ``DocumentMask`` while decoding with the KV cache.
         """
         b, s_x, _ = x.shape
         use_cache = self.kv_cache is not None and self.cache_enabled
@@ -188,26 +193,56 @@ class MultiHeadAttention(nn.Module):
                 k = self.pos_embeddings(k, input_pos=input_pos)
             k, v = k.transpose(1, 2), v.transpose(1, 2)  # [b, n_kv, s_y, h_d]
 
-        # Index of the first query in the key axis: its cache slot while decoding, else 0.
-        q_start = self.kv_cache.size if use_cache and (self.sliding_window is not None or self.attn_bias is not None) else 0
-        if use_cache and not self.is_causal:
-            # Cross-attention: the cache holds one encoder output, written when it is given.
-            if not reuse_kv:
-                self.kv_cache.reset()
-                self.kv_cache.update(k, v)
-            n = self.kv_cache.size
-            k, v = self.kv_cache.k_cache[:b, :, :n], self.kv_cache.v_cache[:b, :, :n]  # [b, n_kv, s_e, h_d]
-        elif use_cache:
-            k, v = self.kv_cache.update(k, v)  # [b, n_kv, max_seq_len, h_d]
+        if isinstance(mask, DocumentMask):
+            if use_cache:
+                raise ValueError("a padding-free batch (DocumentMask) cannot be decoded with a KV cache")
+            out = self._attend_documents(q, k, v, mask)
+        else:
+            # Index of the first query in the key axis: its cache slot while decoding, else 0.
+            q_start = self.kv_cache.size if use_cache and (self.sliding_window is not None or self.attn_bias is not None) else 0
+            if use_cache and not self.is_causal:
+                # Cross-attention: the cache holds one encoder output, written when it is given.
+                if not reuse_kv:
+                    self.kv_cache.reset()
+                    self.kv_cache.update(k, v)
+                n = self.kv_cache.size
+                k, v = self.kv_cache.k_cache[:b, :, :n], self.kv_cache.v_cache[:b, :, :n]  # [b, n_kv, s_e, h_d]
+            elif use_cache:
+                k, v = self.kv_cache.update(k, v)  # [b, n_kv, max_seq_len, h_d]
+            out = self._attend(q, k, v, mask, input_pos, use_cache, q_start)  # [b, n_h, s_x, h_d]
+        out = out.transpose(1, 2).reshape(b, s_x, self.num_heads * self.head_dim)
+        return self.output_proj(out)
 
+    # Left out of torch.compile graphs: the loop over documents would otherwise be specialised to
+    # (and recompile for) every batch's document lengths, while the layer's other ops compile once.
+    @torch.compiler.disable
+    def _attend_documents(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: DocumentMask) -> torch.Tensor:
+        """Each document of a padding-free row attends on its own, exactly as if it were the only sequence."""
+        return torch.cat([self._attend(q[:, :, a:e], k[:, :, a:e], v[:, :, a:e], None, None, False, 0)
+                          for a, e in mask.spans], dim=2)
+
+    def _attend(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        mask: Optional[torch.Tensor],
+        input_pos: Optional[torch.Tensor],
+        use_cache: bool,
+        q_start: int,
+    ) -> torch.Tensor:
+        """The attention core on projected heads: ``q`` ``[b, n_h, s_q, h_d]``, ``k``, ``v``
+        ``[b, n_kv, s_kv, h_d]`` -> ``[b, n_h, s_q, h_d]``, with this module's window, bias,
+        soft-cap and backend; ``q_start`` is the first query's index in the key axis."""
+        x_device, s_x = q.device, q.shape[2]
         if self.sliding_window is not None:
-            mask = self._windowed_mask(mask, s_x, k.shape[2], q_start, x.device)
+            mask = self._windowed_mask(mask, s_x, k.shape[2], q_start, x_device)
         if mask is not None and mask.dim() == 3:
             mask = mask[:, None, :, :]  # broadcast over heads
         dropout_p = self.attn_dropout if self.training else 0.0
         is_causal = mask is None and self.is_causal and not use_cache
         if self.attn_bias is not None:
-            mask = self._biased_mask(mask, is_causal, input_pos, q_start, s_x, k.shape[2], use_cache, x.device)
+            mask = self._biased_mask(mask, is_causal, input_pos, q_start, s_x, k.shape[2], use_cache, x_device)
             mask = mask.to(q.dtype)  # SDPA wants a float mask in the queries' dtype
             is_causal = False
         if self.backend is not None:
@@ -226,9 +261,8 @@ class MultiHeadAttention(nn.Module):
                 is_causal=is_causal,
                 enable_gqa=self.num_heads != self.num_kv_heads,
                 scale=self.scale,
-            )  # [b, n_h, s_x, h_d]
-        out = out.transpose(1, 2).reshape(b, s_x, self.num_heads * self.head_dim)
-        return self.output_proj(out)
+            )
+        return out
 
     def _biased_mask(
         self,

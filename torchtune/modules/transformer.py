@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from torchtune.modules.attention import MultiHeadAttention
-from torchtune.modules.attention_utils import _MaskType, causal_mask
+from torchtune.modules.attention_utils import _MaskType, causal_mask, DocumentMask
 from torchtune.modules.softcapping import tanh_softcap
 
 
@@ -208,6 +208,15 @@ class TransformerDecoder(nn.Module):
         for layer in self.layers:
             layer.reset_cache()
 
+    def _layers_take_document_masks(self) -> bool:
+        """Whether every layer is a self-attention layer of ``MultiHeadAttention``, which attends
+        document by document (others get a ``DocumentMask`` as the equivalent dense mask)."""
+        for layer in self.layers:
+            layer = getattr(layer, "_checkpoint_wrapped_module", layer)
+            if not (isinstance(layer, TransformerSelfAttentionLayer) and isinstance(layer.attn, MultiHeadAttention)):
+                return False
+        return True
+
     def _cache_position(self) -> int:
         return self.layers[0].attn.kv_cache.size
 
@@ -273,7 +282,8 @@ class TransformerDecoder(nn.Module):
             tokens (torch.Tensor): token ids ``[b, s]``.
             mask (Optional[torch.Tensor]): boolean ``[b, s, s]`` (packed sequences) or, with caches
                 enabled, ``[b, s, cache_len]``. Causal if None; with caches enabled the causal
-                rows for ``input_pos`` are used.
+                rows for ``input_pos`` are used. A ``DocumentMask`` (``b == 1``, documents end to
+                end, ``input_pos`` restarting per document) for a padding-free batch.
             encoder_input (Optional[torch.Tensor]): encoder outputs ``[b, s_e, d_e]`` for layers that
                 attend to an encoder (fusion layers); passed to every layer when given.
             encoder_mask (Optional[torch.Tensor]): boolean ``[b, s, s_e]`` mask over ``encoder_input``;
@@ -301,6 +311,11 @@ class TransformerDecoder(nn.Module):
             h = self.memory_tokens(h)  # [b, m + s, d]
             num_memory = h.shape[1] - tokens.shape[1]
         seq_len = h.shape[1]
+        if isinstance(mask, DocumentMask):
+            # Positions restart in every document: the longest one is what must fit.
+            seq_len = mask.max_len
+            if not self._layers_take_document_masks():
+                mask = mask.dense(tokens.device)
         if seq_len > self.max_seq_len:
             raise ValueError(
                 f"seq_len ({seq_len}) of input tokens exceeds max_seq_len ({self.max_seq_len})"

@@ -8,7 +8,7 @@ from torchtune.training._activation_offloading import (
     NoOpManager,
     OffloadActivations,
 )
-from torchtune.training._compile import compile_loss, compile_model
+from torchtune.training._compile import compile_enabled, compile_loss, compile_model
 from torchtune.training._distributed import (
     broadcast_object,
     get_distributed_backend,
@@ -45,8 +45,10 @@ from torchtune.training._profiler import (
     PROFILER_KEY,
     setup_torch_profiler,
 )
+from torchtune.training._padding_free import remove_padding, supports_padding_free
 from torchtune.training._recipe_components import (
     clip_gradients,
+    fuse_chunked_output_loss,
     log_model_info,
     optimizer_step,
     prepare_loss,
@@ -184,6 +186,7 @@ __all__ = [
     "broadcast_object",
     "check_loss_finite",
     "cleanup_before_training",
+    "compile_enabled",
     "compile_loss",
     "compile_model",
     "count_trained_tokens",
@@ -248,6 +251,9 @@ __all__ = [
     "lora_checkpoint_state",
     "optimizer_step",
     "prepare_loss",
+    "fuse_chunked_output_loss",
+    "remove_padding",
+    "supports_padding_free",
     "setup_lr_scheduler",
     "setup_metric_logger",
     "setup_profiler",

@@ -59,3 +59,31 @@ def compile_loss(loss: nn.Module, verbose: bool = True) -> nn.Module:
     if verbose:
         _log.info(f"Compiled loss {type(loss).__name__} with torch.compile (backend={backend})")
     return loss
+
+
+# Set to 1 to compile on CPU anyway (see ``compile_enabled``).
+COMPILE_ON_CPU_ENV = "TUNE_COMPILE_ON_CPU"
+
+
+def compile_enabled(requested: bool, device: torch.device) -> bool:
+    """Whether a fine-tuning recipe compiles, given the config's ``compile`` and the device.
+
+    ``compile: True`` compiles on accelerators. On CPU it is skipped with an info line, unless
+    ``TUNE_COMPILE_ON_CPU=1``: there, compiling made the SFT recipes slower end to end, both the
+    first steps (compilation) and the steady steps (``benchmarks/compile_cpu.py``; numbers in
+    docs/performance.md), so a 200-step run would be slower with it.
+
+    Args:
+        requested (bool): the config's ``compile``.
+        device (torch.device): the training device.
+
+    Returns:
+        bool
+    """
+    if not requested:
+        return False
+    if torch.device(device).type == "cpu" and os.environ.get(COMPILE_ON_CPU_ENV, "0") not in ("1", "true", "True"):
+        _log.info("compile: True is skipped on CPU, where compiling made training slower end to end "
+                  f"(docs/performance.md); set {COMPILE_ON_CPU_ENV}=1 to compile anyway")
+        return False
+    return True

@@ -7,9 +7,10 @@ from omegaconf import DictConfig, OmegaConf
 from torch.distributed.tensor import DTensor
 
 from torchtune import config
-from torchtune.modules.loss import CEWithChunkedOutputLoss, SFTLoss
+from torchtune.modules.loss import CEWithChunkedOutputLoss, LinearCrossEntropyLoss, SFTLoss
 from torchtune.training._compile import compile_loss
 from torchtune.training._grad_accumulation import count_trained_tokens, shift_labels
+from torchtune.training._padding_free import remove_padding
 from torchtune.training._profiler import DummyProfiler
 from torchtune.training.checkpointing._constants import LR_SCHEDULER_KEY
 from torchtune.training.memory import get_memory_stats, log_memory_stats
@@ -18,6 +19,9 @@ from torchtune.utils import get_logger
 log = get_logger()
 
 _DEFAULT_PROFILER = "torchtune.training.setup_torch_profiler"
+# Rows per chunk of the fused output projection + loss that replaces CEWithChunkedOutputLoss: large
+# enough for efficient matmuls, and about 10 * 256 * vocab bytes of loss memory whatever the batch.
+FUSED_LOSS_CHUNK_SIZE = 256
 
 
 def setup_metric_logger(cfg: DictConfig, enabled: bool = True) -> Any:
@@ -56,20 +60,52 @@ def log_model_info(model: torch.nn.Module, device: torch.device, dtype: torch.dt
         log_memory_stats(get_memory_stats(device=device))
 
 
-def prepare_loss(loss_fn: torch.nn.Module, model: torch.nn.Module, *, compile: bool = False) -> torch.nn.Module:
+def fuse_chunked_output_loss(loss_fn: torch.nn.Module) -> torch.nn.Module:
+    """``LinearCrossEntropyLoss(chunk_size=256)`` in place of a ``CEWithChunkedOutputLoss``.
+
+    The same fp32 token cross-entropy (same ``ignore_index`` and reduction), with the output
+    projection fused into the loss and run on trained positions only; any other loss (including
+    subclasses of ``CEWithChunkedOutputLoss``) is returned as it is. The single-device SFT recipes
+    use it (through ``prepare_loss``); the FSDP recipes keep the chunked loss, whose projection
+    runs inside the model's forward, where the sharded (possibly tied) output weight is gathered.
+
+    Args:
+        loss_fn (torch.nn.Module): the instantiated loss.
+
+    Returns:
+        torch.nn.Module: the loss to use.
+    """
+    if type(loss_fn) is not CEWithChunkedOutputLoss:
+        return loss_fn
+    log.info(f"loss: CEWithChunkedOutputLoss runs as LinearCrossEntropyLoss(chunk_size={FUSED_LOSS_CHUNK_SIZE}), "
+             "the same cross-entropy with the output projection fused into it, on trained tokens only")
+    return LinearCrossEntropyLoss(num_output_chunks=loss_fn.num_output_chunks, ignore_index=loss_fn.ignore_index,
+                                  reduction=loss_fn.reduction, chunk_size=FUSED_LOSS_CHUNK_SIZE)
+
+
+def prepare_loss(loss_fn: torch.nn.Module, model: torch.nn.Module, *, compile: bool = False,
+                 fuse_output: bool = False) -> torch.nn.Module:
     """Connect a loss to the model it trains (and compile it on request).
 
     An ``SFTLoss`` applies the model's output projection itself (so the model returns hidden
-    states); a ``CEWithChunkedOutputLoss`` needs the model to return its logits in chunks.
+    states); a ``CEWithChunkedOutputLoss`` needs the model to return its logits in chunks. With
+    ``fuse_output``, a ``CEWithChunkedOutputLoss`` (the loss most configs name) is replaced by
+    ``LinearCrossEntropyLoss(chunk_size=256)`` with its ``ignore_index`` and reduction
+    (``fuse_chunked_output_loss``): the same fp32 token cross-entropy, but the output projection
+    runs only on trained positions, fused with the loss, and no logits chunk is kept for backward.
 
     Args:
         loss_fn (torch.nn.Module): the instantiated loss.
         model (torch.nn.Module): the decoder.
         compile (bool): compile the loss with ``training.compile_loss``. Default False.
+        fuse_output (bool): allow the replacement above; for recipes that need only the loss
+            (not those that read the logits, such as distillation). Default False.
 
     Returns:
         torch.nn.Module: the loss to call (compiled when asked).
     """
+    if fuse_output and hasattr(model, "output") and hasattr(model, "skip_output_layer"):
+        loss_fn = fuse_chunked_output_loss(loss_fn)
     if compile:
         loss_fn = compile_loss(loss_fn)
     if isinstance(loss_fn, SFTLoss):
@@ -84,10 +120,13 @@ def sft_loss_step(
     loss_fn: torch.nn.Module,
     batch: Dict[str, torch.Tensor],
     activations_ctx: ContextManager,
+    padding_free: bool = False,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Summed token cross-entropy of one micro-batch and its number of trained tokens.
 
-    Labels are shifted here for next-token prediction (``training.shift_labels``).
+    Labels are shifted here for next-token prediction (``training.shift_labels``). With
+    ``padding_free``, a batch of only ``tokens`` and ``labels`` runs as one row of its real tokens
+    (``training.remove_padding``): same loss and gradients, no compute on padding.
 
     Args:
         model (torch.nn.Module): the decoder.
@@ -95,12 +134,19 @@ def sft_loss_step(
         batch (Dict[str, torch.Tensor]): ``tokens`` [b, s], ``labels`` [b, s] and any other model
             inputs (``mask``, ``input_pos``); ``labels`` is popped.
         activations_ctx (ContextManager): entered around the forward (activation offloading).
+        padding_free (bool): drop the padding first; only for models where
+            ``training.supports_padding_free`` holds. Default False.
 
     Returns:
         Tuple[torch.Tensor, torch.Tensor]: the summed loss (scalar) and the trained-token count.
     """
     labels = shift_labels(batch.pop("labels"), loss_fn.ignore_index)
     num_tokens = count_trained_tokens(labels, loss_fn.ignore_index)
+    if padding_free and batch.keys() == {"tokens"}:  # packed batches already carry mask / input_pos
+        unpadded = remove_padding(batch["tokens"], labels, loss_fn.ignore_index)
+        if unpadded is not None:
+            labels = unpadded.pop("labels")
+            batch = unpadded
     with activations_ctx:
         logits = model(**batch)
     return loss_fn(logits, labels, reduction="sum"), num_tokens

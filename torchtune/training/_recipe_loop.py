@@ -14,6 +14,7 @@ from tqdm import tqdm
 from torchtune._errors import DataError
 from torchtune.training._activation_offloading import get_act_offloading_ctx_manager
 from torchtune.training._grad_accumulation import check_loss_finite, GradientAccumulator
+from torchtune.training._padding_free import supports_padding_free
 from torchtune.training._preemption import agree_on_stop, report_stop, StopSignals, TrainingStopped
 from torchtune.training._recipe_components import optimizer_step, setup_lr_scheduler, setup_profiler, sft_loss_step
 from torchtune.training._recipe_data import get_steps_per_epoch, SFTData
@@ -21,6 +22,9 @@ from torchtune.training._recipe_state import gather_rng_states, load_sampler_sta
 from torchtune.training._setup_checks import check_vocab_fits
 from torchtune.training.lr_schedulers import get_lr
 from torchtune.training.memory import cleanup_before_training, get_memory_stats
+from torchtune.utils import get_logger
+
+log = get_logger("INFO")
 
 LossStep = Callable[[Dict[str, torch.Tensor]], Tuple[torch.Tensor, torch.Tensor]]
 
@@ -187,6 +191,10 @@ class TrainLoop:
         save_every_n_steps (Optional[int]): mid-epoch save cadence; None for none. Default None.
         output_dir (Optional[str]): the checkpointer's ``output_dir``, named when a stop signal or a
             data error ends the run. Default None.
+        padding_free (bool): run the SFT objective on padding-free micro-batches
+            (``training.remove_padding``) when the model supports it
+            (``training.supports_padding_free``); the loss and gradients are the padded batch's.
+            Default True.
 
     Attributes:
         samples_per_step (int): samples over all ranks per optimizer step.
@@ -196,7 +204,8 @@ class TrainLoop:
                  gradient_accumulation_steps: int, metrics: StepMetrics, profiler: Any,
                  lr_scheduler: Optional[Any] = None, clip_grad_norm: Optional[float] = None, world_size: int = 1,
                  enable_activation_offloading: bool = False, run_val_every_n_steps: Optional[int] = None,
-                 save_every_n_steps: Optional[int] = None, output_dir: Optional[str] = None) -> None:
+                 save_every_n_steps: Optional[int] = None, output_dir: Optional[str] = None,
+                 padding_free: bool = True) -> None:
         self.state = state
         self.data = data
         self.device = device
@@ -209,6 +218,7 @@ class TrainLoop:
         self.run_val_every_n_steps = run_val_every_n_steps
         self.save_every_n_steps = save_every_n_steps
         self.output_dir = output_dir
+        self.padding_free = padding_free
         self._saved_at_step: Optional[int] = None  # global step of the latest save of this run
         self._rank_rng_states: Optional[List[torch.Tensor]] = None  # every rank's generator, for ``save``
         self.accumulator = GradientAccumulator(gradient_accumulation_steps)
@@ -223,7 +233,7 @@ class TrainLoop:
         Reads ``gradient_accumulation_steps`` (default 1), ``log_every_n_steps`` (1),
         ``log_peak_memory_stats`` (False), ``clip_grad_norm`` (none), ``enable_activation_offloading``
         (False), ``lr_scheduler`` (none), ``profiler`` (none), ``run_val_every_n_steps`` and
-        ``save_every_n_steps`` (none). Resuming puts the sampler back at its saved position and
+        ``save_every_n_steps`` (none) and ``padding_free`` (True). Resuming puts the sampler back at its saved position and
         restores the LR schedule.
 
         Args:
@@ -260,7 +270,8 @@ class TrainLoop:
                    enable_activation_offloading=cfg.get("enable_activation_offloading", False),
                    run_val_every_n_steps=cfg.get("run_val_every_n_steps", None),
                    save_every_n_steps=cfg.get("save_every_n_steps", None),
-                   output_dir=OmegaConf.select(cfg, "checkpointer.output_dir", default=None))
+                   output_dir=OmegaConf.select(cfg, "checkpointer.output_dir", default=None),
+                   padding_free=cfg.get("padding_free", True))
 
     def save(self, checkpointer: Any, weights: Dict[str, Any], epoch: int, *, samples_consumed: int,
              intermediate: bool, optimizer_state: Optional[Dict[str, Any]] = None, **save_kwargs: Any) -> None:
@@ -324,7 +335,13 @@ class TrainLoop:
         """
         state = self.state
         activations_ctx = get_act_offloading_ctx_manager(model, self.enable_activation_offloading)
-        loss_step = partial(loss_step or sft_loss_step, model, loss_fn, activations_ctx=activations_ctx)
+        if loss_step is None:
+            padding_free = self.padding_free and supports_padding_free(model)
+            if padding_free:
+                log.info("Padding-free batches: each micro-batch trains on its real tokens only, laid end to end "
+                         "(same loss and gradients as the padded batch; padding_free=False turns this off)")
+            loss_step = partial(sft_loss_step, padding_free=padding_free)
+        loss_step = partial(loss_step, model, loss_fn, activations_ctx=activations_ctx)
         check_vocab_fits(getattr(self.data, "tokenizer", None), model)
         cleanup_before_training()
         model.train()

@@ -39,3 +39,15 @@ def test_compile_loss_keeps_the_object_and_its_attributes():
     torch.testing.assert_close(compiled(logits, labels), expected)
     plain = compile_loss(torch.nn.MSELoss())
     assert plain._compiled_call_impl is not None
+
+
+def test_compile_is_skipped_on_cpu_unless_forced(monkeypatch):
+    from torchtune.training import compile_enabled
+    from torchtune.training._compile import COMPILE_ON_CPU_ENV
+
+    monkeypatch.delenv(COMPILE_ON_CPU_ENV, raising=False)
+    assert not compile_enabled(True, torch.device("cpu"))
+    assert not compile_enabled(False, torch.device("cuda"))
+    assert compile_enabled(True, torch.device("cuda"))
+    monkeypatch.setenv(COMPILE_ON_CPU_ENV, "1")
+    assert compile_enabled(True, torch.device("cpu"))

@@ -74,7 +74,7 @@ def common_overrides(assets: Dict[str, Path], output_dir: Path) -> List[str]:
 
 def run_tune(args: Sequence[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
     """Run the real ``tune`` CLI; raises with its output if it fails."""
-    env = dict(os.environ, OMP_NUM_THREADS="2", TOKENIZERS_PARALLELISM="false")
+    env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")  # see conftest.py
     proc = subprocess.run([sys.executable, "-m", "torchtune._cli.tune", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:

@@ -17,9 +17,12 @@ the ``result`` path of the spec.
 
 import json
 import sys
-import time
+from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from user_config_peft import train_loop  # noqa: E402
 
 
 def main(spec_path: str) -> None:
@@ -50,22 +53,10 @@ def main(spec_path: str) -> None:
     optimizer = torch.optim.AdamW(params, lr=spec["lr"], weight_decay=spec["weight_decay"], fused=True)
     scheduler = get_cosine_schedule_with_warmup(optimizer, spec["warmup"], spec["steps"])
 
-    losses, step_times, tokens = [], [], []
-    t0 = time.perf_counter()
-    for batch in batches:
-        out = model(input_ids=batch["tokens"], labels=batch["labels"], use_cache=False)
-        out.loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        scheduler.step()
-        losses.append(out.loss.item())  # the one host sync of the step, for logging
-        now = time.perf_counter()
-        step_times.append(now - t0)
-        t0 = now
-        tokens.append(int((batch["labels"][:, 1:] != -100).sum()))
+    result = train_loop(model, optimizer, scheduler, batches)
     model.save_pretrained(spec["adapter_dir"])  # the recipe saves its adapter too
     with open(spec["result"], "w") as f:
-        json.dump({"losses": losses, "step_times": step_times, "tokens": tokens}, f)
+        json.dump(result, f)
 
 
 if __name__ == "__main__":

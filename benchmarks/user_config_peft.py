@@ -40,6 +40,24 @@ def _peft_model(model, spec):
     return model
 
 
+def train_loop(model, optimizer, scheduler, batches) -> dict:
+    """Plain training steps on ``batches``; per-step losses, wall times and trained-token counts."""
+    losses, step_times, tokens = [], [], []
+    t0 = time.perf_counter()
+    for batch in batches:
+        out = model(input_ids=batch["tokens"], labels=batch["labels"], use_cache=False)
+        out.loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        scheduler.step()
+        losses.append(out.loss.item())  # the step's one host sync, for logging
+        now = time.perf_counter()
+        step_times.append(now - t0)
+        t0 = now
+        tokens.append(int((batch["labels"][:, 1:] != -100).sum()))
+    return {"losses": losses, "step_times": step_times, "tokens": tokens}
+
+
 def main(spec_path: str) -> None:
     from transformers import AutoModelForCausalLM, get_cosine_schedule_with_warmup
 
@@ -65,21 +83,9 @@ def main(spec_path: str) -> None:
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, **spec["optimizer"])
     scheduler = get_cosine_schedule_with_warmup(optimizer, spec["warmup"], spec["total_steps"])
-    losses, step_times, tokens = [], [], []
-    t0 = time.perf_counter()
-    for batch in batches:
-        out = model(input_ids=batch["tokens"], labels=batch["labels"], use_cache=False)
-        out.loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        scheduler.step()
-        losses.append(out.loss.item())  # the step's one host sync, for logging
-        now = time.perf_counter()
-        step_times.append(now - t0)
-        t0 = now
-        tokens.append(int((batch["labels"][:, 1:] != -100).sum()))
+    result = train_loop(model, optimizer, scheduler, batches)
     with open(spec["result"], "w") as f:
-        json.dump({"losses": losses, "step_times": step_times, "tokens": tokens}, f)
+        json.dump(result, f)
 
 
 if __name__ == "__main__":

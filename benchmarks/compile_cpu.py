@@ -58,7 +58,7 @@ def main() -> None:
                 compile, env = ARMS[arm]
                 run_dir = work / "runs" / f"s{steps}_arm{names.index(arm)}_r{rep}"
                 run_dir.mkdir(parents=True, exist_ok=True)
-                overrides = ucc.overrides("lora", 8, True, work, run_dir / "out", steps)
+                overrides = ucc.overrides("lora", 8, True, "fp32", work, run_dir / "out", steps)
                 overrides = [o if not o.startswith("dataset.data_files=") else f"dataset.data_files={data}"
                              for o in overrides] + [f"compile={compile}"]
                 batches = ucc.recipe_batches(ucc.load_config("lora", overrides), steps)

@@ -97,7 +97,8 @@ def profile(step, batches: List[Dict[str, torch.Tensor]], warmup: int):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--row", default="lora-mha-tio", choices=[r for r in ucc.ROWS if not r.startswith("qlora")])
+    parser.add_argument("--row", default="lora-mha-tio", choices=[r for r, spec in ucc.ROWS.items()
+                                                                 if spec[0] != "qlora" and spec[3] == "fp32"])
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--top", type=int, default=25)
@@ -105,10 +106,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     started = report.start()
-    method, kv, tio = ucc.ROWS[args.row]
+    method, kv, tio, dtype = ucc.ROWS[args.row]
     args.work_dir.mkdir(parents=True, exist_ok=True)
     ucc.make_assets(args.work_dir)
-    cfg = ucc.load_config(method, ucc.overrides(method, kv, tio, args.work_dir, args.work_dir / "profile_out",
+    cfg = ucc.load_config(method, ucc.overrides(method, kv, tio, dtype, args.work_dir, args.work_dir / "profile_out",
                                                 args.warmup + args.steps))
     batches = ucc.recipe_batches(cfg, args.warmup + args.steps)
     if method != "full":

@@ -10,7 +10,9 @@ point it at a machine without a GPU or a hub:
   for MHA, 2 for GQA) saved in Hugging Face layout, the builder of the same family at that size;
 - the tokenizer (a SentencePiece model trained offline) with ``max_seq_len=512``, and an alpaca-style
   JSON dataset through ``alpaca_dataset`` (``train_on_input`` as the row says);
-- ``device=cpu dtype=fp32 seed=0 batch_size=4 gradient_accumulation_steps=1 max_steps_per_epoch=N``;
+- ``device=cpu dtype=fp32 seed=0 batch_size=4 gradient_accumulation_steps=1 max_steps_per_epoch=N``
+  (``dtype=bf16``, the configs' own setting, in the ``-bf16`` rows, which run by default only on a
+  CPU with bf16 matrix instructions: AVX-512-BF16 or AMX);
 - full fine-tuning only: ``optimizer._component_=torch.optim.AdamW`` (the config's
   ``bitsandbytes.optim.PagedAdamW`` pages through CUDA memory).
 
@@ -23,9 +25,9 @@ checkpointing. Each side runs in its own process; the side that runs first alter
 repeats.
 
 Reported per row: trained tokens per second over steps 2..N (median of repeats), the median of the
-per-repeat ratios ours/peft and their range, MFU (model FLOPs of the real tokens over the fp32
-matmul peak this script measures first), peak RSS of each process, and the loss at steps 1, 10 and
-N. Model FLOPs per step, from the shapes: per real token ``2 * P`` for the layers' linear maps
+per-repeat ratios ours/peft and their range, MFU (model FLOPs of the real tokens over the matmul
+peak in the row's dtype, which this script measures first), peak RSS of each process, and the loss
+at steps 1, 10 and N. Model FLOPs per step, from the shapes: per real token ``2 * P`` for the layers' linear maps
 plus causal attention scores (``2 * 2 * L * d`` summed over positions per layer) and ``2 * d *
 vocab`` per trained token for the output; times 2 for LoRA / QLoRA (forward, and backward to the
 inputs) or 3 for full fine-tuning (plus the weight gradients). Recomputation (activation
@@ -66,12 +68,15 @@ CONFIGS = {"lora": "llama2_7B_lora_single_device.yaml", "qlora": "llama2_7B_qlor
            "full": "llama2_7B_full_low_memory.yaml"}
 RECIPES = {"lora": "lora_finetune_single_device", "qlora": "lora_finetune_single_device",
            "full": "full_finetune_single_device"}
-# row -> (method, kv heads, train_on_input)
+# row -> (method, kv heads, train_on_input, dtype)
 ROWS = {
-    "lora-mha-tio": ("lora", 8, True), "lora-mha-notio": ("lora", 8, False),
-    "lora-gqa-tio": ("lora", 2, True), "lora-gqa-notio": ("lora", 2, False),
-    "qlora-mha-tio": ("qlora", 8, True), "full-mha-tio": ("full", 8, True),
+    "lora-mha-tio": ("lora", 8, True, "fp32"), "lora-mha-notio": ("lora", 8, False, "fp32"),
+    "lora-gqa-tio": ("lora", 2, True, "fp32"), "lora-gqa-notio": ("lora", 2, False, "fp32"),
+    "qlora-mha-tio": ("qlora", 8, True, "fp32"), "full-mha-tio": ("full", 8, True, "fp32"),
+    # the configs' own dtype; run by default only where the CPU has bf16 matrix instructions
+    "lora-mha-tio-bf16": ("lora", 8, True, "bf16"), "full-mha-tio-bf16": ("full", 8, True, "bf16"),
 }
+BF16_ROWS = [row for row, spec in ROWS.items() if spec[3] == "bf16"]
 DIMS = dict(vocab_size=32000, num_layers=8, num_heads=8, embed_dim=512, intermediate_dim=1376, max_seq_len=4096,
             norm_eps=1e-5)
 # our module names -> transformers' (for the initial adapters)
@@ -90,7 +95,8 @@ def make_assets(work: Path) -> None:
             assets.write_checkpoint(work / f"base_kv{kv}", num_kv_heads=kv)
 
 
-def overrides(method: str, kv: int, train_on_input: bool, work: Path, out: Path, steps: int) -> List[str]:
+def overrides(method: str, kv: int, train_on_input: bool, dtype: str, work: Path, out: Path,
+              steps: int) -> List[str]:
     """The command-line overrides of a row (see the module docstring for why each is there)."""
     builder = "torchtune.models.llama2.llama2" if method == "full" else "torchtune.models.llama2.lora_llama2"
     args = [f"model._component_={builder}", *(f"model.{k}={v}" for k, v in DIMS.items()), f"model.num_kv_heads={kv}",
@@ -98,7 +104,7 @@ def overrides(method: str, kv: int, train_on_input: bool, work: Path, out: Path,
             f"checkpointer.checkpoint_dir={work / f'base_kv{kv}'}", "checkpointer.checkpoint_files=[model.safetensors]",
             "dataset._component_=torchtune.datasets.alpaca_dataset", "dataset.source=json",
             f"dataset.data_files={work / 'data.json'}", "dataset.split=train", f"dataset.train_on_input={train_on_input}",
-            "device=cpu", "dtype=fp32", "seed=0", "batch_size=4", "gradient_accumulation_steps=1",
+            "device=cpu", f"dtype={dtype}", "seed=0", "batch_size=4", "gradient_accumulation_steps=1",
             f"max_steps_per_epoch={steps}", f"output_dir={out}"]
     if method == "qlora":
         args.append("model.quantize_base=True")
@@ -159,9 +165,9 @@ def model_flops(batch: Dict[str, torch.Tensor], kv: int, method: str) -> float:
     return forward * (3 if method == "full" else 2)
 
 
-def matmul_peak_gflops() -> float:
-    """Best of 5 timed 2048^3 fp32 matmuls at the default thread count."""
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+def matmul_peak_gflops(dtype: torch.dtype = torch.float32) -> float:
+    """Best of 5 timed 2048^3 matmuls in ``dtype`` at the default thread count."""
+    a, b = torch.randn(2048, 2048, dtype=dtype), torch.randn(2048, 2048, dtype=dtype)
     for _ in range(2):
         a @ b
     best = float("inf")
@@ -208,9 +214,9 @@ def run_ours(run_dir: Path, method: str, args: List[str], tokens: List[int],
             "tokens": tokens, "rss_mib": rss, "wall_s": wall}
 
 
-def run_peft(run_dir: Path, cfg, method: str, work: Path, kv: int, steps: int) -> Dict:
+def run_peft(run_dir: Path, cfg, method: str, work: Path, kv: int, dtype: str, steps: int) -> Dict:
     opt = {k: v for k, v in cfg.optimizer.items() if k != "_component_"}
-    spec = dict(method=method, checkpoint=str(work / f"base_kv{kv}"), batches=str(work / "batches.pt"),
+    spec = dict(method=method, dtype=dtype, checkpoint=str(work / f"base_kv{kv}"), batches=str(work / "batches.pt"),
                 init_lora_a=str(work / f"lora_a_kv{kv}.pt"), rank=cfg.model.get("lora_rank", 0),
                 alpha=cfg.model.get("lora_alpha", 0), targets=["q_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
                                                              "down_proj"],
@@ -230,13 +236,15 @@ def mfu(result: Dict, flops: List[float], peak: float) -> float:
     return sum(flops[1:]) / sum(result["step_times"][1:]) / (peak * 1e9)
 
 
-def table(results: Dict[str, List[Tuple[Dict, Dict]]], flops: Dict[str, List[float]], peak: float, steps: int) -> str:
+def table(results: Dict[str, List[Tuple[Dict, Dict]]], flops: Dict[str, List[float]], peaks: Dict[str, float],
+          steps: int) -> str:
     mid = min(10, steps)
     lines = [f"| row | ours tok/s | peft tok/s | ours/peft (range) | MFU ours / peft | peak RSS MiB ours / peft "
              f"| loss@1 ours / peft | loss@{mid} ours / peft | loss@{steps} ours / peft |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for row, pairs in results.items():
         ratios = [tokens_per_s(o) / tokens_per_s(p) for o, p in pairs]
+        peak = peaks[ROWS[row][3]]
         o_mfu = statistics.median(mfu(o, flops[row], peak) for o, _ in pairs)
         p_mfu = statistics.median(mfu(p, flops[row], peak) for _, p in pairs)
         o0, p0 = pairs[0]
@@ -252,13 +260,18 @@ def table(results: Dict[str, List[Tuple[Dict, Dict]]], flops: Dict[str, List[flo
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated, of {list(ROWS)}")
+    parser.add_argument("--rows", default=None,
+                        help=f"comma-separated, of {list(ROWS)}; default: all, the bf16 ones only where the CPU "
+                             "has bf16 matrix instructions (AVX-512-BF16 or AMX)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--work-dir", type=Path, default=None, help="assets and runs (reused); a temp dir by default")
     parser.add_argument("--out", type=Path, default=None, help="result file (default results/user_config_cpu.md)")
     args = parser.parse_args()
-    rows = args.rows.split(",")
+    from torchtune.training.precision import cpu_has_native_bf16
+
+    native_bf16 = cpu_has_native_bf16()
+    rows = args.rows.split(",") if args.rows else [r for r in ROWS if native_bf16 or r not in BF16_ROWS]
     if unknown := [r for r in rows if r not in ROWS]:
         parser.error(f"unknown rows {unknown}; choose from {list(ROWS)}")
     if args.steps < 2:
@@ -266,11 +279,13 @@ def main() -> None:
 
     started = report.start()
     t_start = time.perf_counter()
-    peak = matmul_peak_gflops()
+    peaks = {"fp32": matmul_peak_gflops()}
+    if any(ROWS[r][3] == "bf16" for r in rows):
+        peaks["bf16"] = matmul_peak_gflops(torch.bfloat16)
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="user_config_cpu_"))
     work.mkdir(parents=True, exist_ok=True)
     make_assets(work)
-    print(f"work dir {work}; fp32 matmul peak {peak:.0f} GFLOP/s; "
+    print(f"work dir {work}; matmul peak {', '.join(f'{k} {v:.0f}' for k, v in peaks.items())} GFLOP/s; "
           f"thread env: {({k: v for k, v in os.environ.items() if 'THREAD' in k or k.startswith('OMP_')}) or 'none'}",
           flush=True)
 
@@ -278,11 +293,11 @@ def main() -> None:
     flops: Dict[str, List[float]] = {}
     for rep in range(args.repeats):
         for row in rows:
-            method, kv, tio = ROWS[row]
+            method, kv, tio, dtype = ROWS[row]
             run_dir = work / "runs" / f"{row}_r{rep}"
             shutil.rmtree(run_dir, ignore_errors=True)
             run_dir.mkdir(parents=True)
-            row_args = overrides(method, kv, tio, work, run_dir / "out", args.steps)
+            row_args = overrides(method, kv, tio, dtype, work, run_dir / "out", args.steps)
             cfg = load_config(method, row_args)
             batches = recipe_batches(cfg, args.steps)
             torch.save(batches, work / "batches.pt")
@@ -291,7 +306,7 @@ def main() -> None:
             tokens = [int((b["labels"][:, 1:] != -100).sum()) for b in batches]
             flops[row] = [model_flops(b, kv, method) for b in batches]
             sides = {"ours": lambda: run_ours(run_dir, method, row_args, tokens),
-                     "peft": lambda: run_peft(run_dir, cfg, method, work, kv, args.steps)}
+                     "peft": lambda: run_peft(run_dir, cfg, method, work, kv, dtype, args.steps)}
             order = ["ours", "peft"] if rep % 2 == 0 else ["peft", "ours"]
             done = {side: sides[side]() for side in order}
             results[row].append((done["ours"], done["peft"]))
@@ -304,13 +319,14 @@ def main() -> None:
                   f"| padding {1 - real / padded:.0%} of the batches' tokens", flush=True)
 
     notes = [f"{args.steps} steps per run; median of {args.repeats} repeat(s), the side that runs first alternating; "
-             f"fp32 matmul peak measured here: {peak:.0f} GFLOP/s; total {time.perf_counter() - t_start:.0f} s.",
+             f"matmul peak measured here (GFLOP/s): {', '.join(f'{k} {v:.0f}' for k, v in peaks.items())}; "
+             f"bf16 matrix instructions: {'yes' if native_bf16 else 'no (bf16 rows left out)'}; total {time.perf_counter() - t_start:.0f} s.",
              "Per-repeat ratios ours/peft: " + "; ".join(
                  f"{r} " + ", ".join(f"{tokens_per_s(o) / tokens_per_s(p):.2f}" for o, p in pairs)
                  for r, pairs in results.items()) + "."]
     report.write_report(args.out or report.default_path(__file__),
                         "The user's unchanged torchtune config on CPU, ours vs transformers + peft (user_config_cpu.py)",
-                        table(results, flops, peak, args.steps), started, notes)
+                        table(results, flops, peaks, args.steps), started, notes)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ Run in its own process by ``user_config_cpu.py`` (so that its peak RSS is its ow
     python benchmarks/user_config_peft.py SPEC.json
 
 What a careful user writes to do what the torchtune config does: the HF checkpoint loaded in the
-training dtype; for ``lora`` a peft ``LoraConfig`` on the same projections (``q_proj``, ``v_proj``,
+training dtype (``SPEC["dtype"]``, ``fp32`` or ``bf16``); for ``lora`` a peft ``LoraConfig`` on the same projections (``q_proj``, ``v_proj``,
 ``o_proj`` and the MLP's ``gate_proj``, ``up_proj``, ``down_proj``), rank and alpha, adapters in the
 same dtype, the same initial ``lora_A`` as our recipe; for ``qlora`` the same on a bitsandbytes
 NF4 base (double-quantised scales, as torchao's NF4); for ``full`` every weight trained. Gradient
@@ -72,7 +72,10 @@ def main(spec_path: str) -> None:
                                                            bnb_4bit_use_double_quant=True,
                                                            bnb_4bit_compute_dtype=torch.float32)
         kwargs["device_map"] = "cpu"
-    model = AutoModelForCausalLM.from_pretrained(spec["checkpoint"], dtype=torch.float32, **kwargs)
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[spec.get("dtype", "fp32")]
+    if spec["method"] == "qlora":
+        kwargs["quantization_config"].bnb_4bit_compute_dtype = dtype
+    model = AutoModelForCausalLM.from_pretrained(spec["checkpoint"], dtype=dtype, **kwargs)
     model.config.use_cache = False
     if spec["method"] in ("lora", "qlora"):
         model = _peft_model(model, spec)

@@ -18,6 +18,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from torchtune._errors import TorchtuneError
 from torchtune.training._distributed import get_world_size_and_rank
 
 __all__ = [
@@ -85,8 +86,12 @@ def scale_grads(model: Union[nn.Module, Iterable[torch.nn.Parameter]], scaler: U
         torch._foreach_mul_(grads, factor)
 
 
-class NonFiniteLossError(RuntimeError):
-    """The training loss became NaN or infinite."""
+class NonFiniteLossError(TorchtuneError, RuntimeError):
+    """The training loss became NaN or infinite.
+
+    A ``TorchtuneError``, so ``tune run`` reports it on one line (the step and what to change);
+    ``TUNE_DEBUG=1`` adds the traceback.
+    """
 
 
 def check_loss_finite(loss: Union[torch.Tensor, float], step: int) -> None:

@@ -125,6 +125,20 @@ def test_check_loss_finite_names_the_step():
         check_loss_finite(float("inf"), step=8)
 
 
+def test_non_finite_loss_is_reported_on_one_line(capsys, monkeypatch):
+    """``tune run`` (``config.parse``) prints anticipated errors as one line: a NaN loss is one."""
+    from torchtune._errors import anticipated_error_types, DEBUG_ENV, report_anticipated
+
+    monkeypatch.delenv(DEBUG_ENV, raising=False)
+    with pytest.raises(NonFiniteLossError) as err:
+        check_loss_finite(torch.tensor(float("nan")), step=7)
+    assert isinstance(err.value, anticipated_error_types())
+    assert isinstance(err.value, RuntimeError)  # what callers caught before
+    report_anticipated(err.value)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "step 7" in lines[0] and "learning rate" in lines[0], lines
+
+
 def test_data_parallel_ranks_normalise_by_global_tokens(monkeypatch):
     """Two simulated ranks (rank 0 with 1 trained token, rank 1 with 3) equal one batch of both."""
     import torchtune.training._grad_accumulation as ga

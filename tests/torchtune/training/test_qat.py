@@ -125,10 +125,14 @@ def test_modes_and_bad_settings():
 
 
 def test_qat_then_convert_beats_post_training_quantization_on_held_out_data():
-    """A converged tiny model on a bigram language: 30 more steps with QAT (8da4w, groups of 64, i.e.
-    whole rows here) vs 30 more float steps then PTQ. Measured (seed 0): float 0.9859, PTQ 0.9882,
-    QAT 0.9863 held-out cross-entropy; QAT recovers most of the quantization loss."""
-    torch.manual_seed(0)
+    """Converged tiny models on a bigram language (3 seeds): 30 more steps with QAT (8da4w, groups of
+    64, i.e. whole rows here) vs 30 more float steps then PTQ, on held-out cross-entropy.
+
+    Each run's own quantization damage (its converted model against its float weights) is compared,
+    not the two runs' absolute losses: the two continuations drift apart by about as much as the
+    quantization costs, and how far depends on the CPU's kernels (one seed gave QAT 83% of the gap
+    back on an AVX2 CPU, 13% on an AVX-512 one). Measured on AVX-512 (seeds 0, 1, 2): PTQ damage
+    0.0031, 0.0056, 0.0048; QAT damage 0.0013, -0.0007, -0.0008."""
     vocab = DIMS["vocab_size"]
     g = torch.Generator().manual_seed(1)
     transitions = torch.randn(vocab, vocab, generator=g) * 6
@@ -154,14 +158,25 @@ def test_qat_then_convert_beats_post_training_quantization_on_held_out_data():
             opt.zero_grad()
         return m
 
-    base = fit(llama2(**DIMS), 200, 1e-2)
-    float_model = fit(copy.deepcopy(base), 30, 1e-3)
-    qat = Int8DynActInt4WeightQATQuantizer(groupsize=64)
-    qat_model = fit(qat.prepare(copy.deepcopy(base)), 30, 1e-3)
-    with torch.no_grad():
-        float_loss = loss(float_model, held_out).item()
-        ptq_loss = loss(Int8DynActInt4WeightQuantizer(groupsize=64).quantize(float_model), held_out).item()
-        qat_loss = loss(qat.convert(qat_model), held_out).item()
-    print(f"held-out loss: float {float_loss:.4f}, PTQ {ptq_loss:.4f}, QAT + convert {qat_loss:.4f}")
-    assert qat_loss < ptq_loss, (float_loss, ptq_loss, qat_loss)
-    assert ptq_loss - qat_loss > 0.5 * (ptq_loss - float_loss)  # QAT recovers most of the gap
+    ptq_damage, qat_damage, ptq_losses, qat_losses = [], [], [], []
+    for seed in (0, 1, 2):
+        torch.manual_seed(seed)
+        base = fit(llama2(**DIMS), 200, 1e-2)
+        float_model = fit(copy.deepcopy(base), 30, 1e-3)
+        qat = Int8DynActInt4WeightQATQuantizer(groupsize=64)
+        qat_model = fit(qat.prepare(copy.deepcopy(base)), 30, 1e-3)
+        with torch.no_grad():
+            float_loss = loss(float_model, held_out).item()
+            ptq_loss = loss(Int8DynActInt4WeightQuantizer(groupsize=64).quantize(float_model), held_out).item()
+            set_fake_quantize_enabled(qat_model, False)
+            qat_float_loss = loss(qat_model, held_out).item()
+            set_fake_quantize_enabled(qat_model, True)
+            qat_loss = loss(qat.convert(qat_model), held_out).item()
+        ptq_damage.append(ptq_loss - float_loss)
+        qat_damage.append(qat_loss - qat_float_loss)
+        ptq_losses.append(ptq_loss)
+        qat_losses.append(qat_loss)
+    print(f"quantization damage: PTQ {ptq_damage}, QAT {qat_damage}")
+    assert min(ptq_damage) > 0, ptq_damage  # PTQ costs something here, so there is something to recover
+    assert sum(qat_damage) < 0.5 * sum(ptq_damage), (ptq_damage, qat_damage)  # QAT removes most of it
+    assert sum(qat_losses) < sum(ptq_losses), (ptq_losses, qat_losses)

@@ -27,11 +27,12 @@ repeats.
 Reported per row: trained tokens per second over steps 2..N (median of repeats), the median of the
 per-repeat ratios ours/peft and their range, MFU (model FLOPs of the real tokens over the matmul
 peak in the row's dtype, which this script measures first), peak RSS of each process, and the loss
-at steps 1, 10 and N. Model FLOPs per step, from the shapes: per real token ``2 * P`` for the layers' linear maps
-plus causal attention scores (``2 * 2 * L * d`` summed over positions per layer) and ``2 * d *
-vocab`` per trained token for the output; times 2 for LoRA / QLoRA (forward, and backward to the
-inputs) or 3 for full fine-tuning (plus the weight gradients). Recomputation (activation
-checkpointing), adapters and padding are not counted, so both sides get credit for the same work.
+at steps 1, 10 and N. Model FLOPs per step, from the shapes: per real token ``2 * P`` for the
+layers' linear maps plus causal attention scores (``2 * 2 * L * d`` summed over positions per layer)
+and ``2 * d * vocab`` per trained token for the output; times 2 for LoRA / QLoRA (forward, and
+backward to the inputs) or 3 for full fine-tuning (plus the weight gradients). Recomputation
+(activation checkpointing), adapters and padding are not counted, so both sides get credit for the
+same work.
 
 Usage:
     python benchmarks/user_config_cpu.py                         # every row, 3 repeats, 20 steps
@@ -280,12 +281,13 @@ def main() -> None:
     started = report.start()
     t_start = time.perf_counter()
     peaks = {"fp32": matmul_peak_gflops()}
-    if any(ROWS[r][3] == "bf16" for r in rows):
+    if any(r in BF16_ROWS for r in rows):
         peaks["bf16"] = matmul_peak_gflops(torch.bfloat16)
+    peaks_text = ", ".join(f"{k} {v:.0f}" for k, v in peaks.items())
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="user_config_cpu_"))
     work.mkdir(parents=True, exist_ok=True)
     make_assets(work)
-    print(f"work dir {work}; matmul peak {', '.join(f'{k} {v:.0f}' for k, v in peaks.items())} GFLOP/s; "
+    print(f"work dir {work}; matmul peak {peaks_text} GFLOP/s; "
           f"thread env: {({k: v for k, v in os.environ.items() if 'THREAD' in k or k.startswith('OMP_')}) or 'none'}",
           flush=True)
 
@@ -319,8 +321,9 @@ def main() -> None:
                   f"| padding {1 - real / padded:.0%} of the batches' tokens", flush=True)
 
     notes = [f"{args.steps} steps per run; median of {args.repeats} repeat(s), the side that runs first alternating; "
-             f"matmul peak measured here (GFLOP/s): {', '.join(f'{k} {v:.0f}' for k, v in peaks.items())}; "
-             f"bf16 matrix instructions: {'yes' if native_bf16 else 'no (bf16 rows left out)'}; total {time.perf_counter() - t_start:.0f} s.",
+             f"matmul peak measured here (GFLOP/s): {peaks_text}; "
+             f"bf16 matrix instructions: {'yes' if native_bf16 else 'no (bf16 rows left out)'}; "
+             f"total {time.perf_counter() - t_start:.0f} s.",
              "Per-repeat ratios ours/peft: " + "; ".join(
                  f"{r} " + ", ".join(f"{tokens_per_s(o) / tokens_per_s(p):.2f}" for o, p in pairs)
                  for r, pairs in results.items()) + "."]

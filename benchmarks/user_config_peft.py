@@ -5,15 +5,16 @@ Run in its own process by ``user_config_cpu.py`` (so that its peak RSS is its ow
     python benchmarks/user_config_peft.py SPEC.json
 
 What a careful user writes to do what the torchtune config does: the HF checkpoint loaded in the
-training dtype (``SPEC["dtype"]``, ``fp32`` or ``bf16``); for ``lora`` a peft ``LoraConfig`` on the same projections (``q_proj``, ``v_proj``,
-``o_proj`` and the MLP's ``gate_proj``, ``up_proj``, ``down_proj``), rank and alpha, adapters in the
-same dtype, the same initial ``lora_A`` as our recipe; for ``qlora`` the same on a bitsandbytes
-NF4 base (double-quantised scales, as torchao's NF4); for ``full`` every weight trained. Gradient
-checkpointing when the config enables activation checkpointing (``use_reentrant=False``); the
-config's optimizer (AdamW with its lr, weight decay and ``fused``) and transformers' cosine
-schedule with the config's warmup; the model's own mean token cross-entropy (``labels=``); the
-very batches our recipe trains on (``SPEC["batches"]``). Right padding needs no attention mask
-under causal attention, so none is passed (it would only slow SDPA down).
+training dtype (``SPEC["dtype"]``, ``fp32`` or ``bf16``); for ``lora`` a peft ``LoraConfig`` on the
+same projections (``q_proj``, ``v_proj``, ``o_proj`` and the MLP's ``gate_proj``, ``up_proj``,
+``down_proj``), rank and alpha, adapters in the same dtype, the same initial ``lora_A`` as our
+recipe; for ``qlora`` the same on a bitsandbytes NF4 base (double-quantised scales, as torchao's
+NF4); for ``full`` every weight trained. Gradient checkpointing when the config enables activation
+checkpointing (``use_reentrant=False``); the config's optimizer (AdamW with its lr, weight decay and
+``fused``) and transformers' cosine schedule with the config's warmup; the model's own mean token
+cross-entropy (``labels=``); the very batches our recipe trains on (``SPEC["batches"]``). Right
+padding needs no attention mask under causal attention, so none is passed (it would only slow SDPA
+down).
 
 Writes ``{"losses", "step_times", "tokens"}`` to ``SPEC["result"]``.
 """
